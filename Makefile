@@ -35,13 +35,15 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 airflow-home: env
 	mkdir -p $(AIRFLOW_HOME)
 	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/db-migrate.log; exit 1)
+	$(BIN)/airflow pools set venue_risk_warehouse 1 "DuckDB warehouse writers (one at a time)" > /dev/null
 
 demo: airflow-home
 	$(BIN)/venue-risk simulate --scale demo --start $(DEMO_START) --days $(DEMO_DAYS)
 	@for d in $$($(BIN)/venue-risk dates --start $(DEMO_START) --days $(DEMO_DAYS)); do \
 	  echo "== venue_risk_daily $$d"; \
 	  $(BIN)/airflow dags test venue_risk_daily $$d > $(AIRFLOW_HOME)/dags-test-$$d.log 2>&1; \
-	  $(BIN)/venue-risk check-run --date $$d --log $(AIRFLOW_HOME)/dags-test-$$d.log || exit 1; \
+	  state=$$($(BIN)/airflow dags state venue_risk_daily $$d 2>/dev/null | tail -n 1); \
+	  if [ "$$state" != "success" ]; then echo "venue_risk_daily $$d ended '$$state'; log: $(AIRFLOW_HOME)/dags-test-$$d.log"; exit 1; fi; \
 	done
 	@$(BIN)/venue-risk newest-report
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from venue_risk.names import DATASET_NAMES as _NAMES
+
 TS = pl.Datetime("us", "UTC")
 I64 = pl.Int64
 F64 = pl.Float64
@@ -277,6 +279,7 @@ _DATASETS: list[Dataset] = [
 
 DATASETS: dict[str, Dataset] = {d.name: d for d in _DATASETS}
 DATASET_NAMES: tuple[str, ...] = tuple(DATASETS)
+assert DATASET_NAMES == _NAMES, "venue_risk.names.DATASET_NAMES must list the canonical datasets in order"
 
 SIDES = ("buy", "sell")
 LIQUIDATION_PATHS = ("incremental", "auction", "market", "backstop", "adl")

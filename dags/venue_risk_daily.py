@@ -1,0 +1,163 @@
+"""venue_risk_daily: the nightly venue risk report for the UTC day that just closed.
+
+One run per day D with data interval [D 00:00, D+1 00:00) UTC; `airflow dags test
+venue_risk_daily D` reports day D; backfills run days one at a time in date order
+(max_active_runs=1), since a day's baselines need the days before it.
+
+Thin by design: every task calls one stage of `venue_risk.pipeline` (imported inside the task,
+so parsing this file imports neither polars, duckdb, great_expectations nor weasyprint). Tasks
+hand each other paths and small dicts. The warehouse writers (load, store_metrics) share a
+one-slot pool, so only one process ever holds the DuckDB file for writing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
+
+from venue_risk.names import DATASET_NAMES, WAREHOUSE_POOL
+
+SMTP_CONN_ID = "smtp_default"
+IO_RETRIES = {"retries": 2, "retry_delay": dt.timedelta(seconds=30), "retry_exponential_backoff": 2.0}
+
+
+def _day() -> str:
+    """The report day D: the run's logical date. Scheduled and backfill runs have logical date =
+    data interval start = D; `airflow dags test venue_risk_daily D` sets logical date D too (its
+    inferred manual interval would be the day before, so the interval is not used)."""
+    return get_current_context()["logical_date"].date().isoformat()
+
+
+def _settings():
+    from venue_risk.settings import Settings
+
+    return Settings.from_env()
+
+
+def _smtp_sender():
+    """A send(EmailMessage) callable through the Airflow SMTP connection, or None when no SMTP
+    connection is configured (the message then goes to the local outbox)."""
+    from airflow.sdk import BaseHook
+
+    try:
+        BaseHook.get_connection(SMTP_CONN_ID)
+    except Exception:
+        return None
+
+    def send(message) -> None:
+        import tempfile
+        from pathlib import Path
+
+        from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+        html = message.get_body(("html", "plain")).get_content()
+        with tempfile.TemporaryDirectory() as tmp:
+            files = []
+            for part in message.iter_attachments():
+                path = Path(tmp) / part.get_filename()
+                path.write_bytes(part.get_content())
+                files.append(str(path))
+            with SmtpHook(smtp_conn_id=SMTP_CONN_ID) as hook:
+                hook.send_email_smtp(to=[a.strip() for a in message["To"].split(",")],
+                                     subject=str(message["Subject"]), html_content=html,
+                                     from_email=str(message["From"]), files=files)
+
+    return send
+
+
+def _alert_on_failure(context) -> None:
+    """Failure callback: mail (or write to the outbox) an alert naming the failed task and error."""
+    from venue_risk.deliver import send_alert
+
+    ti = context.get("task_instance") or context.get("ti")
+    day = context.get("logical_date")
+    send_alert(
+        day=day.date().isoformat() if day else "unknown",
+        task=getattr(ti, "task_id", "unknown"),
+        error=str(context.get("exception") or "see the task log"),
+        run_id=str(context.get("run_id", "")),
+        settings=_settings(),
+        send=_smtp_sender(),
+    )
+
+
+@dag(
+    dag_id="venue_risk_daily",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"retries": 0, "on_failure_callback": _alert_on_failure},
+    params={
+        "recipients": Param([], type="array", description="Override the configured recipients"),
+        "dry_run": Param(False, type="boolean", description="Build the email but send nothing"),
+        "force_resend": Param(False, type="boolean", description="Mail even if already sent"),
+    },
+    tags=["venue-risk"],
+    doc_md=__doc__,
+)
+def venue_risk_daily():
+    @task(**IO_RETRIES)
+    def prepare_source() -> dict:
+        from venue_risk import pipeline
+
+        return pipeline.prepare_source(_day(), _settings())
+
+    @task(**IO_RETRIES)
+    def extract(dataset: str) -> dict:
+        from venue_risk import pipeline
+
+        return pipeline.extract(_day(), dataset, _settings())
+
+    @task
+    def validate(extracted) -> dict:
+        from venue_risk import pipeline
+
+        return pipeline.validate(_day(), list(extracted), _settings())
+
+    @task(pool=WAREHOUSE_POOL, **IO_RETRIES)
+    def load(extracted, validation: dict) -> dict:
+        from venue_risk import pipeline
+
+        return pipeline.load(_day(), list(extracted), _settings())
+
+    @task
+    def compute_metrics(loaded: dict) -> dict:
+        from venue_risk import pipeline
+
+        return pipeline.compute_metrics(_day(), _settings())
+
+    @task(pool=WAREHOUSE_POOL, **IO_RETRIES)
+    def store_metrics(tables: dict) -> dict:
+        from venue_risk import pipeline
+
+        return pipeline.store_metrics(_day(), tables, _settings())
+
+    @task
+    def build_report(extracted, stored: dict) -> dict:
+        from venue_risk import pipeline
+
+        return pipeline.build_report(_day(), list(extracted), _settings(),
+                                     run_id=get_current_context()["run_id"])
+
+    @task(**IO_RETRIES)
+    def deliver(report: dict) -> dict:
+        from venue_risk import pipeline
+
+        params = get_current_context()["params"]
+        return pipeline.deliver(_day(), _settings(), _smtp_sender(),
+                                recipients=params.get("recipients") or None,
+                                force=bool(params.get("force_resend")),
+                                dry_run=bool(params.get("dry_run")))
+
+    ready = prepare_source()
+    extracted = extract.expand(dataset=list(DATASET_NAMES))
+    ready >> extracted
+    checked = validate(extracted)
+    loaded = load(extracted, checked)
+    stored = store_metrics(compute_metrics(loaded))
+    deliver(build_report(extracted, stored))
+
+
+venue_risk_daily()

@@ -1,0 +1,85 @@
+"""`venue-risk`: the command line (no Airflow needed).
+
+  venue-risk simulate --scale demo --start 2026-11-01 --days 7 [--out DIR] [--seed 7]
+  venue-risk dates --start 2026-11-01 --days 7          one ISO date per line
+  venue-risk run-day --date 2026-11-05                  every stage for one day, in this process
+  venue-risk newest-report                              path of the newest PDF under reports/
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (expected YYYY-MM-DD)") from None
+
+
+def newest_report(reports: Path) -> Path | None:
+    """The PDF of the latest report date under `reports`."""
+    pdfs = sorted(reports.glob("*/venue-risk-*.pdf"))
+    return pdfs[-1] if pdfs else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="venue-risk", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sim = sub.add_parser("simulate", help="write canonical files of the synthetic venue")
+    sim.add_argument("--scale", default="demo", choices=["tiny", "demo", "large"])
+    sim.add_argument("--start", type=_date, required=True)
+    sim.add_argument("--days", type=int, default=1)
+    sim.add_argument("--seed", type=int, default=None)
+    sim.add_argument("--out", type=Path, default=None,
+                     help="output folder (default: the simulated source's cache, so the DAG reads it)")
+    dates = sub.add_parser("dates", help="print the dates of a range, one per line")
+    dates.add_argument("--start", type=_date, required=True)
+    dates.add_argument("--days", type=int, default=1)
+    run = sub.add_parser("run-day", help="run every stage for one day without Airflow")
+    run.add_argument("--date", type=_date, required=True)
+    sub.add_parser("newest-report", help="print the path of the newest PDF report")
+    args = parser.parse_args(argv)
+
+    from venue_risk.settings import Settings
+
+    settings = Settings.from_env()
+    if args.command == "dates":
+        for i in range(args.days):
+            print((args.start + dt.timedelta(days=i)).isoformat())
+        return 0
+    if args.command == "simulate":
+        import time
+
+        from venue_risk.simulate import simulate
+
+        seed = args.seed if args.seed is not None else settings.sim_seed
+        out = args.out or settings.paths.simulated / f"{args.scale}-seed{seed}"
+        t0 = time.perf_counter()
+        days = simulate(args.scale, args.start, args.days, out, seed=seed)
+        print(f"simulated {len(days)} day(s) of the {args.scale} venue into {out} "
+              f"in {time.perf_counter() - t0:.1f} s")
+        return 0
+    if args.command == "run-day":
+        from venue_risk.pipeline import run_day
+
+        result = run_day(args.date, settings)
+        print(result["report"]["pdf"])
+        return 0
+    if args.command == "newest-report":
+        pdf = newest_report(settings.paths.reports)
+        if pdf is None:
+            print(f"no report under {settings.paths.reports}", file=sys.stderr)
+            return 1
+        print(pdf)
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

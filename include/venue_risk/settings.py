@@ -1,0 +1,67 @@
+"""Run settings from the environment (all optional; defaults run the embedded simulated venue).
+
+| variable | meaning | default |
+|---|---|---|
+| VENUE_RISK_SOURCE | `simulated` or `files` | simulated |
+| VENUE_RISK_FILES_ROOT | root folder of the `files` source | (required for files) |
+| VENUE_RISK_SIM_SCALE / _SEED / _GENESIS | simulated venue scale, seed, first day | demo / 7 / 2026-11-01 |
+| VENUE_RISK_VENUE_NAME | name on the report | Simulated Perp Venue |
+| VENUE_RISK_RECIPIENTS | comma-separated risk committee addresses | risk-committee@example.com |
+| VENUE_RISK_MAIL_FROM | sender address | venue-risk@example.com |
+| VENUE_RISK_BASELINE_DAYS | trailing baseline window, days | 30 |
+| VENUE_RISK_PSEUDONYM_KEY | key of the account pseudonyms (empty: no pseudonyms) | project default |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from venue_risk.config import Paths
+
+
+@dataclass(frozen=True)
+class Settings:
+    paths: Paths
+    source_kind: str = "simulated"
+    files_root: str = ""
+    sim_scale: str = "demo"
+    sim_seed: int = 7
+    sim_genesis: str = "2026-11-01"
+    venue_name: str = "Simulated Perp Venue"
+    recipients: tuple[str, ...] = ("risk-committee@example.com",)
+    mail_from: str = "venue-risk@example.com"
+    baseline_days: int = 30
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        env = os.environ.get
+        recipients = tuple(a.strip() for a in env("VENUE_RISK_RECIPIENTS",
+                                                  "risk-committee@example.com").split(",") if a.strip())
+        return cls(
+            paths=Paths.from_env(),
+            source_kind=env("VENUE_RISK_SOURCE", "simulated"),
+            files_root=env("VENUE_RISK_FILES_ROOT", ""),
+            sim_scale=env("VENUE_RISK_SIM_SCALE", "demo"),
+            sim_seed=int(env("VENUE_RISK_SIM_SEED", "7")),
+            sim_genesis=env("VENUE_RISK_SIM_GENESIS", "2026-11-01"),
+            venue_name=env("VENUE_RISK_VENUE_NAME", "Simulated Perp Venue"),
+            recipients=recipients,
+            mail_from=env("VENUE_RISK_MAIL_FROM", "venue-risk@example.com"),
+            baseline_days=int(env("VENUE_RISK_BASELINE_DAYS", "30")),
+        )
+
+    def source(self):
+        """The configured source adapter."""
+        from venue_risk.sources import FilesSource, SimulatedSource
+
+        if self.source_kind == "files":
+            if not self.files_root:
+                raise ValueError("VENUE_RISK_SOURCE=files needs VENUE_RISK_FILES_ROOT (the folder "
+                                 "holding <dataset>/date=YYYY-MM-DD/*.parquet|.csv)")
+            return FilesSource(self.files_root)
+        if self.source_kind == "simulated":
+            return SimulatedSource(self.paths.simulated, scale=self.sim_scale, seed=self.sim_seed,
+                                   genesis=self.sim_genesis)
+        raise ValueError(f"VENUE_RISK_SOURCE={self.source_kind!r}: expected 'simulated' or 'files'")

@@ -1,0 +1,157 @@
+"""The `files` source: a folder of canonical Parquet or CSV files, one partition per dataset and
+UTC day, laid out as `<root>/<dataset>/date=YYYY-MM-DD/<any name>.parquet|.csv`.
+
+This is the contract for a venue's own export jobs. Column names and types are those of
+`venue_risk.schema`; timestamps are UTC (naive timestamps are read as UTC, zoned ones converted
+to UTC, any precision cast to microseconds); CSV list columns (`index_sources`, `scopes`,
+`ip_allowlist`) hold a JSON array or `|`-separated values. Every problem is raised as an
+`InputError` naming the dataset, file, column and row and what was expected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import polars as pl
+
+from venue_risk.errors import InputError
+from venue_risk.schema import DATASETS
+
+
+def partition_dir(root: Path, dataset: str, day: dt.date) -> Path:
+    """`<root>/<dataset>/date=YYYY-MM-DD`."""
+    return Path(root) / dataset / f"date={day.isoformat()}"
+
+
+class FilesSource:
+    """Canonical files under one root folder."""
+
+    kind = "files"
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def describe(self) -> dict[str, str]:
+        return {"kind": self.kind, "root": str(self.root)}
+
+    def prepare(self, day: dt.date) -> None:
+        """Nothing to prepare: the venue's export jobs have written the files."""
+        if not self.root.is_dir():
+            raise InputError("*", "source folder does not exist", file=str(self.root),
+                             expected="a folder with one subfolder per dataset")
+
+    def files(self, dataset: str, day: dt.date) -> list[Path]:
+        """The partition's data files, sorted by name; an error if there are none."""
+        folder = partition_dir(self.root, dataset, day)
+        if not folder.is_dir():
+            raise InputError(dataset, f"no partition for {day}", file=str(folder),
+                             expected=f"{folder}/<name>.parquet or .csv")
+        found = sorted(p for p in folder.iterdir() if p.suffix in (".parquet", ".csv"))
+        if not found:
+            raise InputError(dataset, f"partition for {day} holds no .parquet or .csv file",
+                             file=str(folder))
+        return found
+
+    def read(self, dataset: str, day: dt.date) -> pl.DataFrame:
+        """The day's rows of `dataset` in canonical columns and types (files concatenated in name
+        order, rows in file order)."""
+        frames = [read_canonical_file(dataset, path) for path in self.files(dataset, day)]
+        return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+
+
+def read_canonical_file(dataset: str, path: Path) -> pl.DataFrame:
+    """Read one Parquet or CSV file and conform it to the canonical schema of `dataset`."""
+    try:
+        if path.suffix == ".parquet":
+            raw = pl.read_parquet(path)
+        else:
+            raw = pl.read_csv(path, infer_schema=False)
+    except Exception as exc:  # polars raises several kinds for unreadable files
+        kind = "Parquet" if path.suffix == ".parquet" else "CSV"
+        raise InputError(dataset, f"not a readable {kind} file ({type(exc).__name__}: {exc})",
+                         file=str(path)) from exc
+    return conform_columns(dataset, raw, str(path))
+
+
+def conform_columns(dataset: str, raw: pl.DataFrame, file: str) -> pl.DataFrame:
+    """Check the columns of `raw` against the canonical schema and cast them, naming the first
+    row whose value cannot be read as the expected type. Never drops or reorders rows."""
+    spec = DATASETS[dataset]
+    missing = [c for c in spec.columns if c not in raw.columns]
+    if missing:
+        raise InputError(dataset, f"missing column(s) {missing}", file=file,
+                         column=missing[0], expected=f"columns {spec.columns}")
+    unknown = [c for c in raw.columns if c not in spec.schema]
+    if unknown:
+        raise InputError(dataset, f"unknown column(s) {unknown}", file=file, column=unknown[0],
+                         expected=f"only the canonical columns {spec.columns}")
+    return pl.DataFrame([_cast_column(dataset, file, raw[c], t) for c, t in spec.schema.items()])
+
+
+def _cast_column(dataset: str, file: str, col: pl.Series, target: pl.DataType) -> pl.Series:
+    if col.dtype == target:
+        return col
+    try:
+        if isinstance(target, pl.Datetime):
+            return _to_utc_us(col)
+        if isinstance(target, pl.List) and col.dtype == pl.String:
+            return pl.Series(col.name, [_parse_list(v) for v in col.to_list()], dtype=target)
+        if col.dtype == pl.String and target == pl.Boolean:
+            mapped = col.str.to_lowercase().replace_strict(
+                {"true": True, "false": False, "1": True, "0": False}, default=None,
+                return_dtype=pl.Boolean)
+            _check_no_new_nulls(col, mapped)
+            return mapped
+        if col.dtype == pl.String and target == pl.Date:
+            return col.str.to_date("%Y-%m-%d", strict=True)
+        return col.cast(target, strict=True)
+    except InputError:
+        raise
+    except Exception:
+        bad_row, bad_value = _first_uncastable(col, target)
+        raise InputError(dataset, f"value {bad_value!r} is not a {target}", file=file,
+                         column=col.name, row=bad_row, expected=str(target)) from None
+
+
+def _to_utc_us(col: pl.Series) -> pl.Series:
+    if col.dtype == pl.String:
+        col = col.str.to_datetime(time_unit="us", time_zone="UTC", strict=True)
+    if not isinstance(col.dtype, pl.Datetime):
+        raise TypeError(f"{col.dtype} is not a timestamp")
+    if col.dtype.time_zone is None:
+        col = col.dt.replace_time_zone("UTC")
+    return col.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+
+
+def _parse_list(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    text = value.strip()
+    if text.startswith("["):
+        return [str(v) for v in json.loads(text)]
+    return [v for v in text.split("|") if v] if text else []
+
+
+def _check_no_new_nulls(before: pl.Series, after: pl.Series) -> None:
+    new_nulls = after.is_null() & before.is_not_null()
+    if new_nulls.any():
+        raise ValueError("uncastable")
+
+
+def _first_uncastable(col: pl.Series, target: pl.DataType) -> tuple[int | None, object]:
+    """Row (0-based, as in the file) and value of the first entry that does not cast."""
+    try:
+        if isinstance(target, pl.Datetime) and col.dtype == pl.String:
+            cast = col.str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
+        elif isinstance(target, pl.List):
+            return None, col.dtype
+        else:
+            cast = col.cast(target, strict=False)
+    except Exception:
+        return None, col.dtype
+    bad = (cast.is_null() & col.is_not_null()).arg_true()
+    if len(bad) == 0:
+        return None, col.dtype
+    return int(bad[0]), col[int(bad[0])]

@@ -1,0 +1,132 @@
+"""The DuckDB warehouse: canonical datasets and metric tables, keyed by date.
+
+DuckDB allows one writing process, and while it holds the file no other process can open it,
+read-only included (DESIGN section 1). So every write happens in `load_day` / `store_tables`
+(called from tasks in a one-slot writer pool), each as one transaction that deletes the day and
+inserts it again: a rerun replaces the day atomically and leaves the warehouse exactly as one run
+would. Readers open the file read-only, only after the day's load in the same run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import polars as pl
+
+from venue_risk.schema import DATASETS, duckdb_ddl
+
+
+@contextmanager
+def connect(path: Path, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection with the session time zone pinned to UTC."""
+    path = Path(path)
+    if read_only and not path.exists():
+        raise FileNotFoundError(f"warehouse {path} does not exist yet: load a day first")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path), read_only=read_only)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        yield con
+    finally:
+        con.close()
+
+
+def _quote_path(path: str | Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def load_day(path: Path, day: dt.date, landed: dict[str, str]) -> dict[str, int]:
+    """Replace day `day` of every canonical dataset with its landed Parquet file, in one
+    transaction. Returns the rows now held per dataset for the day."""
+    counts: dict[str, int] = {}
+    with connect(path, read_only=False) as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for dataset in DATASETS:
+                con.execute(duckdb_ddl(dataset))
+                con.execute(f"DELETE FROM {dataset} WHERE date = DATE '{day.isoformat()}'")
+                cols = ", ".join(DATASETS[dataset].columns)
+                src = f"read_parquet({_quote_path(landed[dataset])})"
+                if "date" in DATASETS[dataset].schema:
+                    con.execute(f"INSERT INTO {dataset} ({cols}) SELECT {cols} FROM {src}")
+                else:
+                    con.execute(f"INSERT INTO {dataset} (date, {cols}) "
+                                f"SELECT DATE '{day.isoformat()}', {cols} FROM {src}")
+                counts[dataset] = con.sql(
+                    f"SELECT count(*) FROM {dataset} WHERE date = DATE '{day.isoformat()}'"
+                ).fetchone()[0]
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+    return counts
+
+
+def store_tables(path: Path, day: dt.date, tables: dict[str, str]) -> dict[str, int]:
+    """Replace day `day` of each metric table ({table: Parquet path with a leading `date`
+    column}) in one transaction; tables are created from the first file's schema."""
+    counts: dict[str, int] = {}
+    with connect(path, read_only=False) as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for table, file in sorted(tables.items()):
+                src = f"read_parquet({_quote_path(file)})"
+                con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {src} LIMIT 0")
+                con.execute(f"DELETE FROM {table} WHERE date = DATE '{day.isoformat()}'")
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {src}")
+                counts[table] = con.sql(
+                    f"SELECT count(*) FROM {table} WHERE date = DATE '{day.isoformat()}'"
+                ).fetchone()[0]
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+    return counts
+
+
+def read_day(con: duckdb.DuckDBPyConnection, table: str, day: dt.date) -> pl.DataFrame:
+    """One day of a table as a Polars frame (through Arrow), without the partition `date`
+    column for canonical datasets that do not carry it themselves."""
+    frame = con.sql(f"SELECT * FROM {table} WHERE date = DATE '{day.isoformat()}'").pl()
+    spec = DATASETS.get(table)
+    if spec is not None and "date" not in spec.schema:
+        frame = frame.drop("date")
+    return frame
+
+
+def read_history(con: duckdb.DuckDBPyConnection, table: str, day: dt.date,
+                 days: int) -> pl.DataFrame:
+    """Rows of `table` for the `days` dates before `day` (not including it); empty if the table
+    does not exist yet."""
+    if not table_exists(con, table):
+        return pl.DataFrame()
+    start = day - dt.timedelta(days=days)
+    return con.sql(
+        f"SELECT * FROM {table} WHERE date >= DATE '{start.isoformat()}' "
+        f"AND date < DATE '{day.isoformat()}' ORDER BY date"
+    ).pl()
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(con.sql(
+        f"SELECT count(*) FROM information_schema.tables WHERE table_name = '{table}'"
+    ).fetchone()[0])
+
+
+def day_digest(path: Path, day: dt.date) -> dict[str, str]:
+    """SHA-256 per table of the day's rows in a canonical order: equal digests mean equal
+    contents (used to prove reruns are idempotent)."""
+    out: dict[str, str] = {}
+    with connect(path, read_only=True) as con:
+        tables = [r[0] for r in con.sql(
+            "SELECT table_name FROM information_schema.tables ORDER BY table_name").fetchall()]
+        for table in tables:
+            frame = con.sql(f"SELECT * FROM {table} WHERE date = DATE '{day.isoformat()}'").pl()
+            frame = frame.sort(frame.columns, nulls_last=True) if frame.height else frame
+            out[table] = hashlib.sha256(frame.write_csv().encode()).hexdigest()
+    return out
