@@ -10,7 +10,6 @@ would. Readers open the file read-only, only after the day's load in the same ru
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -59,7 +58,7 @@ def load_day(path: Path, day: dt.date, landed: dict[str, str]) -> dict[str, int]
                                 f"SELECT DATE '{day.isoformat()}', {cols} FROM {src}")
                 counts[dataset] = con.sql(
                     f"SELECT count(*) FROM {dataset} WHERE date = DATE '{day.isoformat()}'"
-                ).fetchone()[0]
+                ).fetchall()[0][0]
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
@@ -81,7 +80,7 @@ def store_tables(path: Path, day: dt.date, tables: dict[str, str]) -> dict[str, 
                 con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {src}")
                 counts[table] = con.sql(
                     f"SELECT count(*) FROM {table} WHERE date = DATE '{day.isoformat()}'"
-                ).fetchone()[0]
+                ).fetchall()[0][0]
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
@@ -115,18 +114,18 @@ def read_history(con: duckdb.DuckDBPyConnection, table: str, day: dt.date,
 def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     return bool(con.sql(
         f"SELECT count(*) FROM information_schema.tables WHERE table_name = '{table}'"
-    ).fetchone()[0])
+    ).fetchall()[0][0])
 
 
 def day_digest(path: Path, day: dt.date) -> dict[str, str]:
-    """SHA-256 per table of the day's rows in a canonical order: equal digests mean equal
-    contents (used to prove reruns are idempotent)."""
-    out: dict[str, str] = {}
+    """MD5 per table over the day's rows, each rendered as text and sorted: equal digests mean
+    equal contents, whatever the physical row order (used to prove reruns are idempotent)."""
     with connect(path, read_only=True) as con:
         tables = [r[0] for r in con.sql(
             "SELECT table_name FROM information_schema.tables ORDER BY table_name").fetchall()]
-        for table in tables:
-            frame = con.sql(f"SELECT * FROM {table} WHERE date = DATE '{day.isoformat()}'").pl()
-            frame = frame.sort(frame.columns, nulls_last=True) if frame.height else frame
-            out[table] = hashlib.sha256(frame.write_csv().encode()).hexdigest()
-    return out
+        return {
+            table: con.sql(
+                f"SELECT md5(coalesce(string_agg(CAST(t AS VARCHAR), chr(10) ORDER BY CAST(t AS VARCHAR)), '')) "
+                f"FROM {table} AS t WHERE date = DATE '{day.isoformat()}'").fetchall()[0][0]
+            for table in tables
+        }
