@@ -1,0 +1,104 @@
+"""venue_risk_daily end to end: a real Airflow run of the DAG (dag.test, in process) for a
+simulated day, a real PDF read back, a real SMTP server receiving the report through the Airflow
+SMTP connection, and a rerun of the same day that changes nothing and mails nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import json
+import re
+import socket
+from email import policy
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from pypdf import PdfReader
+
+PROJECT = Path(__file__).resolve().parents[2]
+DAY = dt.date(2026, 11, 2)
+pytestmark = pytest.mark.integration
+
+
+class _Inbox:
+    def __init__(self):
+        self.messages: list[tuple[list[str], email.message.EmailMessage]] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        msg = email.message_from_bytes(envelope.original_content, policy=policy.default)
+        self.messages.append((list(envelope.rcpt_tos), msg))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server(monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    inbox = _Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SMTP_DEFAULT",
+        f"smtp://127.0.0.1:{port}?disable_ssl=true&disable_tls=true&from_email=venue-risk%40example.com",
+    )
+    try:
+        yield inbox
+    finally:
+        controller.stop()
+
+
+def _run_dag(day: dt.date):
+    from airflow.models.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(PROJECT / "dags"))
+    assert bag.import_errors == {}
+    dag = bag.dags["venue_risk_daily"]
+    return dag.test(logical_date=dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc))
+
+
+def _pdf_text(path: Path) -> str:
+    return "\n".join(page.extract_text() or "" for page in PdfReader(path).pages)
+
+
+def test_daily_run_reports_mails_once_and_is_idempotent(airflow_db, venue_home, smtp_server, monkeypatch):
+    from venue_risk.report.render import format_figure
+    from venue_risk.warehouse import day_digest
+
+    monkeypatch.setenv("VENUE_RISK_RECIPIENTS", "risk-committee@venue.test,cro@venue.test")
+    run = _run_dag(DAY)
+    assert run.state == "success"
+
+    report = venue_home / "reports" / DAY.isoformat()
+    pdf = report / f"venue-risk-{DAY.isoformat()}.pdf"
+    summary = json.loads((report / "summary.json").read_text())
+    assert pdf.exists() and (report / f"venue-risk-{DAY.isoformat()}.html").exists()
+    assert len(PdfReader(pdf).pages) >= 4
+    text = _pdf_text(pdf)
+    assert DAY.isoformat() in text
+    assert summary["overall_status"].upper() in text
+    for figure, entry in summary["figures"].items():
+        shown = format_figure(figure, entry["value"])
+        assert shown in text, f"headline figure {figure} = {shown!r} not in the PDF"
+
+    # Mailed once, through the Airflow SMTP connection, to the configured recipients.
+    assert len(smtp_server.messages) == 1
+    rcpts, msg = smtp_server.messages[0]
+    assert sorted(rcpts) == ["cro@venue.test", "risk-committee@venue.test"]
+    assert DAY.isoformat() in msg["Subject"]
+    assert summary["overall_status"].upper() in msg["Subject"].upper()
+    attachments = [p for p in msg.iter_attachments() if p.get_filename() == pdf.name]
+    assert len(attachments) == 1 and attachments[0].get_content() == pdf.read_bytes()
+
+    warehouse_before = day_digest(venue_home / "data" / "warehouse.duckdb", DAY)
+    assert {"trades", "liquidations", "slippage_by_path", "venue_figures"} <= set(warehouse_before)
+
+    # The same day again: identical warehouse contents and figures, and no second email.
+    rerun = _run_dag(DAY)
+    assert rerun.state == "success"
+    assert day_digest(venue_home / "data" / "warehouse.duckdb", DAY) == warehouse_before
+    summary_again = json.loads((report / "summary.json").read_text())
+    strip = lambda s: {k: v for k, v in s.items() if k not in ("run", "run_meta", "generated_at")}
+    assert strip(summary_again) == strip(summary)
+    assert len(smtp_server.messages) == 1
