@@ -1,0 +1,87 @@
+"""Wall time and peak memory per stage of one day, each stage in a fresh process.
+
+    .venv/bin/python bench/bench_stages.py --scale demo --day 2026-11-05 [--home /tmp/vr-bench]
+
+Simulates genesis..day into a private home first (that simulation is timed too), then runs each
+stage of venue_risk.pipeline in its own subprocess and reads its peak RSS (ru_maxrss). The floor
+is one DuckDB scan of the day's landed Parquet. Figures go to stdout as a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+STAGE = textwrap.dedent("""
+    import json, resource, sys, time
+    from venue_risk import pipeline
+    from venue_risk.settings import Settings
+    from venue_risk.schema import DATASET_NAMES
+    stage, day, state_path = sys.argv[1], sys.argv[2], sys.argv[3]
+    s = Settings.from_env()
+    state = json.load(open(state_path))
+    t0 = time.perf_counter()
+    if stage == "simulate":
+        pipeline.prepare_source(day, s)
+    elif stage == "extract":
+        state["extracted"] = [pipeline.extract(day, n, s) for n in DATASET_NAMES]
+    elif stage == "validate":
+        pipeline.validate(day, state["extracted"], s)
+    elif stage == "load":
+        pipeline.load(day, state["extracted"], s)
+    elif stage == "floor: one DuckDB scan of the landed day":
+        import duckdb
+        files = [e["path"] for e in state["extracted"]]
+        con = duckdb.connect()
+        for f in files:
+            con.sql(f"SELECT count(*), sum(hash(t)) FROM read_parquet('{f}') t").fetchall()
+    elif stage == "compute_metrics":
+        state["tables"] = pipeline.compute_metrics(day, s)
+    elif stage == "store_metrics":
+        pipeline.store_metrics(day, state["tables"], s)
+    elif stage == "build_report":
+        pipeline.build_report(day, state["extracted"], s, run_id="bench")
+    elif stage == "deliver":
+        pipeline.deliver(day, s, None, force=True)
+    wall = time.perf_counter() - t0
+    json.dump(state, open(state_path, "w"))
+    print(json.dumps({"wall_s": wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+""")
+
+STAGES = ["simulate", "extract", "validate", "load", "floor: one DuckDB scan of the landed day",
+          "compute_metrics", "store_metrics", "build_report", "deliver"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scale", default="demo")
+    parser.add_argument("--day", default="2026-11-05")
+    parser.add_argument("--genesis", default="2026-11-01")
+    parser.add_argument("--home", default=None)
+    args = parser.parse_args()
+    home = Path(args.home or tempfile.mkdtemp(prefix="venue-risk-bench-"))
+    env = dict(os.environ, VENUE_RISK_HOME=str(home), VENUE_RISK_SIM_SCALE=args.scale,
+               VENUE_RISK_SIM_GENESIS=args.genesis)
+    state = home / "bench-state.json"
+    state.write_text("{}")
+    rows = []
+    for stage in STAGES:
+        out = subprocess.run([sys.executable, "-c", STAGE, stage, args.day, str(state)], env=env,
+                             capture_output=True, text=True)
+        if out.returncode:
+            sys.exit(f"stage {stage} failed:\n{out.stderr[-3000:]}")
+        rows.append((stage, json.loads(out.stdout.strip().splitlines()[-1])))
+    print(f"scale {args.scale}, day {args.day} (simulate covers {args.genesis}..{args.day}), home {home}\n")
+    print("| stage | wall (s) | peak RSS (MB) |\n|---|---:|---:|")
+    for stage, r in rows:
+        print(f"| {stage} | {r['wall_s']:.2f} | {r['peak_rss_mb']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
