@@ -116,7 +116,7 @@ def compute_metrics(day: str | dt.date, settings: Settings) -> dict[str, str]:
         [forced_cost.margin_sensitivity(data["risk_tiers"], symbol)
          for symbol in data["instruments"]["symbol"].sort().to_list()], how="vertical")
     figures = summary.venue_day_figures(data["trades"], data["market_metrics"], data["liquidations"],
-                                        data["insurance_fund"], executions)
+                                        data["insurance_fund"], executions, costs)
     tables = {
         "liquidation_executions": executions,
         "slippage_by_path": slippage.slippage_by_path(executions),
@@ -175,6 +175,7 @@ def build_report(day: str | dt.date, extracted: list[dict], settings: Settings,
     data_quality = data_quality_summary(validation)
     figures = dict(zip(frames["venue_figures"]["figure"].to_list(),
                        frames["venue_figures"]["value"].to_list()))
+    figures["data_quality_status"] = float(summary.DATA_QUALITY_CODES[validation["status"]])
     figures["data_quality_failed_checks"] = float(
         sum(1 for c in validation["checks"] if c["failed_count"]))
     rows = summary.summary_rows(figures, history if history.height else

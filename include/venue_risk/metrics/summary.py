@@ -1,0 +1,296 @@
+"""Venue summary: the headline figures of the day with a baseline and a RAG status
+(DESIGN 4.11).
+
+Each headline figure (volume, trades, open interest, liquidations in count and notional, in
+total and per liquidation path, insurance fund, ADL events, liquidation slippage, maintenance
+buffer consumed, data quality) is shown with today's value, its baseline and a status:
+green, amber or red. The baseline is the median of the figure over up to the 30 most recent
+earlier days that have a value (the median, so one extreme day does not move it; the number of
+days used is shown). The status is set by written rules, shown next to the figure: ratios to the
+baseline (e.g. red if liquidated notional is above 3x its baseline), absolute levels (e.g. red
+if any liquidation consumed more than its whole maintenance buffer, i.e. ended beyond
+bankruptcy) and shares of another figure (liquidated notional as a share of volume). Ratio rules
+need a baseline: until there is one, only the absolute rules apply and the report says
+"no baseline yet". The day's overall status is the worst status of its figures.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import polars as pl
+
+from venue_risk.schema import LIQUIDATION_PATHS
+
+METHOD = __doc__
+
+STATUSES = ("green", "amber", "red")
+BASELINE_DAYS = 30
+
+#: Codes of the figure data_quality_status (the gate's status as a number, so it can be stored
+#: beside the other figures).
+DATA_QUALITY_CODES = {"passed": 0.0, "warnings": 1.0, "failed": 2.0}
+
+FIGURE_LABELS: dict[str, str] = {
+    "volume_notional": "Volume (USDT)",
+    "trade_count": "Trades (count)",
+    "open_interest_value_close": "Open interest at close (USDT)",
+    "liquidation_count": "Liquidations (count)",
+    "liquidation_notional": "Liquidated notional at mark (USDT)",
+    **{f"liquidation_count_{p}": f"Liquidations, {p} path (count)" for p in LIQUIDATION_PATHS},
+    **{f"liquidation_notional_{p}": f"Liquidated notional, {p} path (USDT)" for p in LIQUIDATION_PATHS},
+    "insurance_fund_close": "Insurance fund at close (USDT)",
+    "insurance_fund_net": "Insurance fund net change (USDT)",
+    "insurance_fund_open": "Insurance fund at open (USDT)",
+    "adl_events": "ADL events (count)",
+    "slippage_p95_bps": "Liquidation slippage p95 (bps)",
+    "max_buffer_share": "Max maintenance buffer consumed (x buffer)",
+    "data_quality_status": "Data quality (0 passed, 1 warnings, 2 failed)",
+    "data_quality_failed_checks": "Data-quality checks failed (count)",
+}
+
+#: Figures shown on page one, in order (a figure absent from today's figures is skipped).
+HEADLINE_FIGURES: tuple[str, ...] = (
+    "volume_notional",
+    "trade_count",
+    "open_interest_value_close",
+    "liquidation_count",
+    "liquidation_notional",
+    *[f for p in LIQUIDATION_PATHS for f in (f"liquidation_count_{p}", f"liquidation_notional_{p}")],
+    "insurance_fund_close",
+    "insurance_fund_net",
+    "adl_events",
+    "slippage_p95_bps",
+    "max_buffer_share",
+    "data_quality_status",
+    "data_quality_failed_checks",
+)
+
+_NO_LIQUIDATIONS = ("green", "no filled liquidations today")
+
+#: Default RAG rules per figure. Keys of a rule (each optional; a pair is (amber, red), either
+#: may be None):
+#:   above: (a, r)        amber if value > a, red if value > r (absolute levels);
+#:   below: (a, r)        amber if value < a, red if value < r;
+#:   ratio_above: (a, r)  amber if value > a x baseline, red if > r x baseline;
+#:   ratio_below: (a, r)  amber if value < a x baseline, red if < r x baseline;
+#:   share_of: (figure, a, r)  amber if value > a x today's `figure`, red if > r x it;
+#:   drawdown: r          red if value < -r x today's insurance_fund_open (insurance fund net);
+#:   if_missing: (status, text)  status when the value is missing (NaN); default amber.
+#: Ratio rules apply only with a baseline > 0; the others always.
+DEFAULT_THRESHOLDS: dict[str, dict[str, Any]] = {
+    # Activity: a collapse or a spike against the baseline is a market event or a data problem.
+    "volume_notional": {"ratio_below": (0.5, 0.25), "ratio_above": (2.0, 4.0)},
+    "trade_count": {"ratio_below": (0.5, 0.25), "ratio_above": (2.0, 4.0)},
+    "open_interest_value_close": {"ratio_below": (0.67, 0.5), "ratio_above": (1.5, 2.0)},
+    # Liquidations: against the baseline, and liquidated notional as a share of volume.
+    "liquidation_count": {"ratio_above": (1.5, 3.0)},
+    "liquidation_notional": {"ratio_above": (1.5, 3.0), "share_of": ("volume_notional", 0.02, 0.05)},
+    **{f"liquidation_count_{p}": {"ratio_above": (1.5, 3.0)}
+       for p in LIQUIDATION_PATHS if p != "adl"},
+    **{f"liquidation_notional_{p}": {"ratio_above": (1.5, 3.0)}
+       for p in LIQUIDATION_PATHS if p != "adl"},
+    # ADL means the insurance fund could not absorb a bankrupt position: any is notable.
+    "liquidation_count_adl": {"above": (0, 5)},
+    "liquidation_notional_adl": {"above": (0, None)},
+    "adl_events": {"above": (0, 5)},
+    # Insurance fund: any net loss is amber, a loss above 5 % of the opening balance is red;
+    # a closing balance well below its baseline is a slow drawdown.
+    "insurance_fund_net": {"below": (0.0, None), "drawdown": 0.05},
+    "insurance_fund_close": {"ratio_below": (0.9, 0.75), "below": (None, 0.0)},
+    # Execution quality of liquidations.
+    "slippage_p95_bps": {"above": (50.0, 150.0), "ratio_above": (2.0, 4.0),
+                         "if_missing": _NO_LIQUIDATIONS},
+    "max_buffer_share": {"above": (0.5, 1.0), "if_missing": _NO_LIQUIDATIONS},
+    # Data quality: warnings are amber, a failed gate is red.
+    "data_quality_status": {"above": (0.0, 1.0)},
+    "data_quality_failed_checks": {"above": (0, None)},
+}
+
+SUMMARY_SCHEMA: dict[str, pl.DataType] = {
+    "figure": pl.String,
+    "label": pl.String,
+    "value": pl.Float64,
+    "baseline": pl.Float64,
+    "baseline_days": pl.Int64,
+    "status": pl.String,
+    "threshold": pl.String,
+}
+
+
+def _missing(x: float | None) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def _num(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
+def venue_day_figures(trades: pl.DataFrame, market_metrics: pl.DataFrame,
+                      liquidations: pl.DataFrame, insurance_fund: pl.DataFrame,
+                      executions: pl.DataFrame, costs: pl.DataFrame) -> dict[str, float]:
+    """The day's headline figures (floats; NaN where undefined).
+
+    volume_notional = sum(price x qty) over all trades; trade_count = number of trades;
+    open_interest_value_close = sum over symbols of open_interest_value in each symbol's last
+    5-minute snapshot of the day; liquidation_count = liquidations triggered;
+    liquidation_notional = sum(qty x mark price at trigger) (the notional put into liquidation,
+    filled or not), and liquidation_count_<path> / liquidation_notional_<path> the same per path;
+    insurance_fund_open / insurance_fund_close = sum over pools of the first / last balance
+    snapshot of the day; insurance_fund_net = close - open; adl_events = liquidations on the adl
+    path; slippage_p95_bps = 95th percentile (linear interpolation) of slippage over all
+    liquidations with fills (NaN if none); max_buffer_share = largest cost_rate /
+    maintenance_margin_rate over liquidations, from `costs` (forced_cost.forced_costs, with the
+    fee rate actually charged).
+    """
+    figures: dict[str, float] = {}
+    figures["volume_notional"] = float(trades.select((pl.col("price") * pl.col("qty")).sum()).item() or 0.0)
+    figures["trade_count"] = float(trades.height)
+    oi = (market_metrics.group_by("symbol")
+          .agg(pl.col("open_interest_value").sort_by("ts").last()))
+    figures["open_interest_value_close"] = (float(oi["open_interest_value"].sum())
+                                            if oi.height else math.nan)
+    notional = pl.col("qty") * pl.col("mark_price")
+    figures["liquidation_count"] = float(liquidations.height)
+    figures["liquidation_notional"] = float(liquidations.select(notional.sum()).item() or 0.0)
+    for p in LIQUIDATION_PATHS:
+        sub = liquidations.filter(pl.col("path") == p)
+        figures[f"liquidation_count_{p}"] = float(sub.height)
+        figures[f"liquidation_notional_{p}"] = float(sub.select(notional.sum()).item() or 0.0)
+    if insurance_fund.height:
+        pools = insurance_fund.group_by("pool").agg(
+            pl.col("balance").sort_by("ts").first().alias("open"),
+            pl.col("balance").sort_by("ts").last().alias("close"))
+        figures["insurance_fund_open"] = float(pools["open"].sum())
+        figures["insurance_fund_close"] = float(pools["close"].sum())
+        figures["insurance_fund_net"] = figures["insurance_fund_close"] - figures["insurance_fund_open"]
+    else:
+        figures["insurance_fund_open"] = figures["insurance_fund_close"] = math.nan
+        figures["insurance_fund_net"] = math.nan
+    figures["adl_events"] = float(liquidations.filter(pl.col("path") == "adl").height)
+    slip = executions["slippage_bps"].drop_nulls().drop_nans()
+    figures["slippage_p95_bps"] = _num(slip.quantile(0.95, "linear")) if slip.len() else math.nan
+    share = costs["buffer_share"].drop_nulls().drop_nans()
+    figures["max_buffer_share"] = _num(share.max()) if share.len() else math.nan
+    return figures
+
+
+def _baseline(history: pl.DataFrame, figure: str, days: int) -> tuple[float | None, int]:
+    if history.height == 0 or not {"date", "figure", "value"} <= set(history.columns):
+        return None, 0
+    vals = (history.filter((pl.col("figure") == figure) & pl.col("value").is_not_null()
+                           & pl.col("value").is_not_nan())
+            .sort("date").unique(subset="date", keep="last").sort("date").tail(days))
+    if vals.height == 0:
+        return None, 0
+    return float(vals["value"].median()), vals.height
+
+
+def _fmt(x: float) -> str:
+    x = round(float(x), 10)
+    if isinstance(x, float) and x.is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    return f"{x:g}"
+
+
+def _evaluate(figure: str, value: float, baseline: float | None, rule: dict[str, Any],
+              today: dict[str, float]) -> tuple[str, str]:
+    """(status, threshold text) of one figure under its rule."""
+    clauses: dict[str, list[str]] = {"red": [], "amber": []}
+    hit: set[str] = set()
+
+    def check(level: float | None, status: str, text: str, breached: bool) -> None:
+        if level is None:
+            return
+        clauses[status].append(text)
+        if breached:
+            hit.add(status)
+
+    missing = _missing(value)
+    for key, op in (("above", ">"), ("below", "<")):
+        if key in rule:
+            for status, level in zip(("amber", "red"), rule[key]):
+                if level is not None:
+                    breached = (not missing) and (value > level if op == ">" else value < level)
+                    check(level, status, f"{op} {_fmt(float(level))}", breached)
+    has_ratio = "ratio_above" in rule or "ratio_below" in rule
+    usable_baseline = baseline is not None and baseline > 0
+    if has_ratio and usable_baseline:
+        for key, op in (("ratio_above", ">"), ("ratio_below", "<")):
+            if key in rule:
+                for status, mult in zip(("amber", "red"), rule[key]):
+                    if mult is not None:
+                        level = mult * baseline
+                        breached = (not missing) and (value > level if op == ">" else value < level)
+                        check(mult, status, f"{op} {_fmt(float(mult))}x baseline", breached)
+    if "share_of" in rule:
+        other, a, r = rule["share_of"]
+        base = today.get(other)
+        if not _missing(base) and base > 0:
+            label = FIGURE_LABELS.get(other, other).split(" (")[0].lower()
+            for status, share in (("amber", a), ("red", r)):
+                if share is not None:
+                    breached = (not missing) and value > share * base
+                    check(share, status, f"> {_fmt(share * 100)}% of {label}", breached)
+    if "drawdown" in rule:
+        opening = today.get("insurance_fund_open")
+        if not _missing(opening) and opening > 0:
+            r = rule["drawdown"]
+            breached = (not missing) and value < -r * opening
+            check(r, "red", f"< -{_fmt(r * 100)}% of the opening balance", breached)
+
+    parts = [f"{s} if " + " or ".join(clauses[s]) for s in ("red", "amber") if clauses[s]]
+    if has_ratio and baseline is None:
+        parts.append("no baseline yet")
+    elif has_ratio and not usable_baseline:
+        parts.append("baseline is 0: ratio rules off")
+    text = "; ".join(parts) if parts else "informational (no rule)"
+    if missing:
+        status, why = rule.get("if_missing", ("amber", "no data today"))
+        return status, f"{why}; {text}"
+    status = "red" if "red" in hit else ("amber" if "amber" in hit else "green")
+    return status, text
+
+
+def summary_rows(today: dict[str, float], history: pl.DataFrame,
+                 thresholds: dict[str, dict[str, Any]] | None = None,
+                 baseline_days: int = BASELINE_DAYS) -> pl.DataFrame:
+    """One row per headline figure: figure, label (with unit), value, baseline, baseline_days,
+    status (green / amber / red) and threshold (the text of the rule that sets the status).
+
+    history holds earlier days' figures in long form (date, figure, value). baseline = median of
+    the figure over up to the `baseline_days` (30) most recent earlier dates with a value
+    (NaN days are skipped); baseline_days = how many dates that was (0: no baseline yet).
+    Rules are DEFAULT_THRESHOLDS, each figure's rule replaced by `thresholds[figure]` when given.
+    status = red if any red clause of the rule holds, else amber if any amber clause holds,
+    else green; without a baseline only the absolute clauses apply and the threshold text says
+    "no baseline yet". Figures in HEADLINE_FIGURES that are absent from `today` are skipped;
+    other figures get a row when `thresholds` names them.
+    """
+    rules = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    names = [f for f in HEADLINE_FIGURES if f in today]
+    names += [f for f in (thresholds or {}) if f in today and f not in names]
+    records = []
+    for figure in names:
+        value = _num(today[figure])
+        baseline, n = _baseline(history, figure, baseline_days)
+        status, text = _evaluate(figure, value, baseline, rules.get(figure, {}), today)
+        records.append({
+            "figure": figure,
+            "label": FIGURE_LABELS.get(figure, figure),
+            "value": None if math.isnan(value) else value,
+            "baseline": baseline,
+            "baseline_days": n,
+            "status": status,
+            "threshold": text,
+        })
+    return pl.DataFrame(records, schema=SUMMARY_SCHEMA) if records else pl.DataFrame(schema=SUMMARY_SCHEMA)
+
+
+def overall_status(rows: pl.DataFrame) -> str:
+    """The worst status among the rows (red > amber > green); green when there are none."""
+    worst = 0
+    for status in rows["status"].to_list() if rows.height else []:
+        worst = max(worst, STATUSES.index(status))
+    return STATUSES[worst]
