@@ -13,7 +13,7 @@ HEAVY = ("polars", "duckdb", "great_expectations", "weasyprint", "pandas", "matp
 
 
 def test_dag_folder_has_no_import_errors():
-    from airflow.models.dagbag import DagBag
+    from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(PROJECT / "dags"))
     assert bag.import_errors == {}
@@ -21,7 +21,7 @@ def test_dag_folder_has_no_import_errors():
 
 
 def test_dag_shape():
-    from airflow.models.dagbag import DagBag
+    from airflow.dag_processing.dagbag import DagBag
 
     dag = DagBag(dag_folder=str(PROJECT / "dags")).dags["venue_risk_daily"]
     assert dag.max_active_runs == 1

@@ -50,7 +50,7 @@ def smtp_server(monkeypatch):
 
 
 def _run_dag(day: dt.date):
-    from airflow.models.dagbag import DagBag
+    from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(PROJECT / "dags"))
     assert bag.import_errors == {}

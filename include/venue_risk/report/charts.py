@@ -1,0 +1,386 @@
+"""Report charts: matplotlib figures rendered to SVG strings (vector, text kept as text), built
+from the plain-Python report context (never from frames), so the HTML and the PDF carry crisp
+charts and a chart can be re-drawn from a saved context.
+
+Every chart renders with zero rows: it then shows a labelled empty panel ("No liquidations on this
+day") instead of raising. Labels coming from data are drawn as plain text (mathtext off), and the
+SVG writer escapes them, so a hostile symbol name cannot inject markup.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from typing import Any, Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.dates  # noqa: E402
+import matplotlib.patches  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+# One palette for every chart: a path keeps its colour across charts.
+PATH_ORDER = ("incremental", "auction", "market", "backstop", "adl")
+PALETTE = ("#1f5f8b", "#e08a1e", "#5b9a4a", "#8e5ea2", "#c44e52", "#6f7f8f", "#b8860b", "#2a9d8f")
+ACCENT = "#c44e52"
+MUTED = "#9aa7b3"
+INK = "#1d2733"
+WIDTH_IN = 6.7   # A4 content width (170 mm) in inches
+
+STYLE = {
+    "svg.fonttype": "none",          # text stays text (searchable, crisp)
+    "svg.hashsalt": "venue-risk",    # deterministic element ids: same input, same SVG
+    "text.parse_math": False,        # a '$' in a symbol name is text, not mathtext
+    "font.family": "DejaVu Sans",
+    "font.size": 8,
+    "axes.titlesize": 9,
+    "axes.titleweight": "bold",
+    "axes.titlelocation": "left",
+    "axes.labelsize": 8,
+    "axes.labelcolor": INK,
+    "axes.edgecolor": "#b9c2cc",
+    "axes.linewidth": 0.6,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "axes.grid.axis": "y",
+    "axes.axisbelow": True,
+    "grid.color": "#e3e8ed",
+    "grid.linewidth": 0.6,
+    "xtick.color": INK,
+    "ytick.color": INK,
+    "xtick.labelsize": 7.5,
+    "ytick.labelsize": 7.5,
+    "legend.fontsize": 7.5,
+    "legend.frameon": False,
+    "figure.dpi": 100,
+}
+
+NO_LIQUIDATIONS = "No liquidations on this day"
+MAX_POINTS = 400  # points drawn per path; the box and the tables use every liquidation
+
+
+def _sample(values: list[float], limit: int, keep=lambda v: False) -> list[float]:
+    """At most `limit` values, evenly spaced in sorted order (min and max kept), plus every value
+    for which keep(v) holds: a readable, deterministic picture of a large day."""
+    if len(values) <= limit:
+        return list(values)
+    ordered = sorted(values)
+    step = (len(ordered) - 1) / (limit - 1)
+    picked = {round(k * step) for k in range(limit)}
+    return [v for i, v in enumerate(ordered) if i in picked or keep(v)]
+
+
+def path_colors(paths: list[str]) -> dict[str, str]:
+    """A stable colour per liquidation path (known paths first, in the venue's order)."""
+    known = [p for p in PATH_ORDER]
+    extra = sorted(p for p in set(paths) if p not in known)
+    return {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(known + extra)}
+
+
+def order_paths(paths) -> list[str]:
+    """Paths in the venue's order (incremental, auction, market, backstop, adl), others after."""
+    paths = list(dict.fromkeys(str(p) for p in paths))
+    rank = {p: i for i, p in enumerate(PATH_ORDER)}
+    return sorted(paths, key=lambda p: (rank.get(p, len(rank)), p))
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _figure(height: float = 2.5) -> tuple[Figure, Any]:
+    with plt.rc_context(STYLE):
+        fig = Figure(figsize=(WIDTH_IN, height))
+        ax = fig.add_subplot(1, 1, 1)
+    return fig, ax
+
+
+def to_svg(fig: Figure) -> str:
+    """The figure as an inline SVG element (no XML prolog/doctype, no metadata: the same chart
+    gives the same bytes), width-responsive."""
+    buf = io.StringIO()
+    with plt.rc_context(STYLE):
+        fig.savefig(buf, format="svg", bbox_inches="tight", pad_inches=0.04,
+                    metadata={"Date": None})
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg"):]
+    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.S)
+    # Let CSS size the chart: drop the fixed width/height, keep the viewBox.
+    svg = re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1 class="chart"', svg, count=1)
+    return svg
+
+
+def empty_panel(title: str, message: str = NO_LIQUIDATIONS, height: float = 1.2) -> str:
+    """A titled panel that says why there is no chart."""
+    with plt.rc_context(STYLE):
+        fig, ax = _figure(height)
+        ax.set_axis_off()
+        ax.set_title(title)
+        ax.text(0.5, 0.45, message, ha="center", va="center", fontsize=10, color="#5a6877",
+                transform=ax.transAxes)
+        ax.add_patch(matplotlib.patches.FancyBboxPatch(
+            (0.01, 0.05), 0.98, 0.8, boxstyle="round,pad=0.0,rounding_size=0.02",
+            transform=ax.transAxes, fill=True, facecolor="#f4f6f8", edgecolor="#d5dce3",
+            linewidth=0.6, zorder=-1))
+        return to_svg(fig)
+
+
+def _safe(build: Callable[[], str], title: str) -> str:
+    """Charts never stop a report: a chart that fails to draw becomes a panel saying so."""
+    try:
+        return build()
+    except Exception as exc:  # pragma: no cover - defensive
+        return empty_panel(title, f"chart unavailable: {type(exc).__name__}")
+
+
+# -- charts -------------------------------------------------------------------------------------
+
+def slippage_distribution(liquidations: list[dict], p95_by_path: dict[str, float]) -> str:
+    """Per-liquidation slippage (bps, positive = adverse) per path: box plus points, p95 marked."""
+    title = "Slippage per liquidation, by path"
+    rows = [r for r in liquidations if _finite(r.get("slippage_bps"))]
+    if not rows:
+        return empty_panel(title)
+
+    def build() -> str:
+        with plt.rc_context(STYLE):
+            paths = order_paths(r["path"] for r in rows)
+            colors = path_colors(paths)
+            fig, ax = _figure(2.6)
+            data = [[r["slippage_bps"] for r in rows if r["path"] == p] for p in paths]
+            for i, (p, vals) in enumerate(zip(paths, data)):
+                shown = _sample(vals, MAX_POINTS)
+                n = len(shown)
+                # deterministic jitter (no RNG): spread points evenly across the box width
+                xs = [i - 0.2 + 0.4 * ((k * 0.618034) % 1.0) for k in range(n)]
+                ax.scatter(xs, shown, s=8 if n < 150 else 3, color=colors[p], alpha=0.55,
+                           linewidths=0, zorder=2)
+                p95 = p95_by_path.get(p)
+                if _finite(p95):
+                    ax.plot([i - 0.34, i + 0.34], [p95, p95], color=ACCENT, linewidth=1.6, zorder=5)
+            ax.boxplot(data, positions=range(len(paths)), widths=0.5, showfliers=False,
+                       whis=(5, 95), patch_artist=True, zorder=4,
+                       boxprops={"facecolor": "none", "edgecolor": INK, "linewidth": 0.8},
+                       medianprops={"color": INK, "linewidth": 1.3},
+                       whiskerprops={"color": INK, "linewidth": 0.7},
+                       capprops={"color": INK, "linewidth": 0.7})
+            ax.axhline(0, color="#7d8b99", linewidth=0.6)
+            ax.set_xticks(range(len(paths)))
+            ax.set_xticklabels([f"{p}\nn={len(v)}" + (f", p95 {p95_by_path[p]:,.1f} bps"
+                                                          if _finite(p95_by_path.get(p)) else "")
+                                for p, v in zip(paths, data)], fontsize=7)
+            ax.set_xlim(-0.6, len(paths) - 0.4)
+            ax.set_ylabel("slippage vs mark at trigger (bps)")
+            ax.set_title(title + "  (box: p25-p75, whiskers p5-p95, red line: p95)")
+            return to_svg(fig)
+
+    return _safe(build, title)
+
+
+DEPTH_BINS = ("<0.1", "0.1-0.5", "0.5-1", "1-2", ">=2")
+
+
+def slippage_by_depth_bin(rows: list[dict]) -> str:
+    """Grouped bars: notional-weighted mean slippage per size-to-depth bin, one bar per path,
+    with each group's p95 as a tick above the bar."""
+    title = "Slippage by order size relative to book depth within 1%"
+    rows = [r for r in rows if _finite(r.get("slippage_bps_wmean")) and (r.get("count") or 0) > 0]
+    if not rows:
+        return empty_panel(title)
+
+    def build() -> str:
+        with plt.rc_context(STYLE):
+            paths = order_paths(r["path"] for r in rows)
+            colors = path_colors(paths)
+            present = {str(r["size_to_depth_bin"]) for r in rows}
+            bins = [b for b in DEPTH_BINS if b in present] + sorted(present - set(DEPTH_BINS))
+            fig, ax = _figure(2.5)
+            width = 0.8 / max(len(paths), 1)
+            lookup = {(r["path"], str(r["size_to_depth_bin"])): r for r in rows}
+            for j, p in enumerate(paths):
+                xs, ys, p95s = [], [], []
+                for i, b in enumerate(bins):
+                    r = lookup.get((p, b))
+                    if r is None:
+                        continue
+                    x = i - 0.4 + width * (j + 0.5)
+                    xs.append(x)
+                    ys.append(r["slippage_bps_wmean"])
+                    p95s.append(r.get("p95"))
+                ax.bar(xs, ys, width=width * 0.92, color=colors[p], label=p, zorder=2)
+                for x, v in zip(xs, p95s):
+                    if _finite(v):
+                        ax.plot([x - width * 0.4, x + width * 0.4], [v, v], color=INK, linewidth=0.9,
+                                zorder=3)
+            ax.axhline(0, color="#7d8b99", linewidth=0.6)
+            ax.set_xticks(range(len(bins)))
+            ax.set_xticklabels(bins)
+            ax.set_xlabel("order notional / book notional within 1% of mid (ratio)")
+            ax.set_ylabel("slippage, notional-weighted mean (bps)")
+            ax.set_title(title + "  (bar: weighted mean, tick: p95)")
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), title="path", title_fontsize=7.5)
+            return to_svg(fig)
+
+    return _safe(build, title)
+
+
+def buffer_share_vs_leverage(points: list[dict]) -> str:
+    """Scatter: share of the maintenance buffer (%) each forced execution consumed vs leverage.
+    At 100% the liquidation ended at the bankruptcy price; above it the insurance fund paid."""
+    title = "Forced-execution cost: maintenance buffer consumed, by leverage"
+    pts = [p for p in points if _finite(p.get("buffer_share")) and _finite(p.get("leverage"))
+           and p["leverage"] > 0]
+    if not pts:
+        return empty_panel(title)
+
+    def build() -> str:
+        with plt.rc_context(STYLE):
+            paths = order_paths(p["path"] for p in pts)
+            colors = path_colors(paths)
+            fig, ax = _figure(2.6)
+            for i, p in enumerate(paths):
+                sel = [q for q in pts if q["path"] == p]
+                if len(sel) > MAX_POINTS:  # keep every liquidation beyond bankruptcy
+                    keep = {id(q) for q in sel if q["buffer_share"] >= 1.0}
+                    step = max(1, len(sel) // MAX_POINTS)
+                    sel = [q for k, q in enumerate(sel) if k % step == 0 or id(q) in keep]
+                # small deterministic horizontal offset per path so paths at one leverage separate
+                off = 1 + 0.04 * (i - (len(paths) - 1) / 2)
+                ax.scatter([q["leverage"] * off for q in sel], [q["buffer_share"] * 100 for q in sel],
+                           s=14 if len(sel) < 150 else 5, color=colors[p], alpha=0.75, linewidths=0,
+                           label=p, zorder=3)
+            top = max(q["buffer_share"] for q in pts) * 100
+            ax.axhline(100.0, color=ACCENT, linewidth=1.1, linestyle="--", zorder=2)
+            ax.axhspan(100.0, max(110.0, top * 1.12), color=ACCENT, alpha=0.06, zorder=0)
+            ax.set_ylim(min(0.0, min(q["buffer_share"] for q in pts) * 110), max(125.0, top * 1.12))
+            ax.text(0.995, 100.0, "100% = bankruptcy price; above it the insurance fund pays ",
+                    transform=ax.get_yaxis_transform(), ha="right", va="bottom", fontsize=7,
+                    color=ACCENT)
+            levs = sorted({q["leverage"] for q in pts})
+            if levs[-1] / max(levs[0], 1e-9) > 8:
+                ax.set_xscale("log")
+                ticks = [t for t in (1, 2, 3, 5, 10, 20, 50, 100, 125)
+                         if levs[0] / 1.5 <= t <= levs[-1] * 1.5]
+                ax.set_xticks(ticks)
+                ax.set_xticklabels([f"{t}x" for t in ticks])
+                ax.minorticks_off()
+            ax.set_xlabel("position leverage (x)")
+            ax.set_ylabel("maintenance buffer consumed (%)")
+            ax.set_title(title)
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), title="path", title_fontsize=7.5)
+            return to_svg(fig)
+
+    return _safe(build, title)
+
+
+def insurance_fund_balance(series: dict[str, list[list]]) -> str:
+    """Insurance-fund balance through the day, one line per pool ({pool: [[time, balance]]})."""
+    title = "Insurance fund balance through the day"
+    series = {k: [pt for pt in v if _finite(pt[1])] for k, v in (series or {}).items()}
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return empty_panel(title, "No insurance-fund balance series for this day")
+
+    def build() -> str:
+        import datetime as dt
+
+        with plt.rc_context(STYLE):
+            fig, ax = _figure(2.2)
+            for i, (pool, pts) in enumerate(sorted(series.items())):
+                xs = [dt.datetime.fromisoformat(t) for t, _ in pts]
+                ax.plot(xs, [b for _, b in pts], color=PALETTE[i % len(PALETTE)], linewidth=1.2,
+                        label=str(pool))
+            ax.xaxis.set_major_formatter(matplotlib.dates.DateFormatter("%H:%M"))
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+            ax.set_xlabel("time (UTC)")
+            ax.set_ylabel("balance (USDT)")
+            ax.set_title(title)
+            if len(series) > 1:
+                ax.legend(loc="best")
+            return to_svg(fig)
+
+    return _safe(build, title)
+
+
+def liquidation_notional_trend(points: list[dict], today: str) -> str:
+    """Bars of liquidated notional per day over the history, today highlighted."""
+    title = "Liquidated notional per day (USDT), today highlighted"
+    pts = sorted((p for p in points if _finite(p.get("value"))), key=lambda p: p["date"])
+    if not pts:
+        return empty_panel(title, "No history yet")
+
+    def build() -> str:
+        with plt.rc_context(STYLE):
+            fig, ax = _figure(2.0)
+            xs = list(range(len(pts)))
+            colors = [ACCENT if p["date"] == today else MUTED for p in pts]
+            ax.bar(xs, [p["value"] for p in pts], color=colors, width=0.7, zorder=2)
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: _compact(v)))
+            every = max(1, math.ceil(len(pts) / 12))
+            ticks = [i for i in xs if (len(pts) - 1 - i) % every == 0]  # counted back from today
+            ax.set_xticks(ticks)
+            ax.set_xticklabels([pts[i]["date"][5:] for i in ticks])
+            ax.set_xlim(-0.6, len(pts) - 0.4)
+            ax.set_ylabel("liquidated notional (USDT)")
+            ax.set_xlabel(f"date (UTC, MM-DD): {len(pts)} day(s), today {today} in red")
+            ax.set_title(title)
+            return to_svg(fig)
+
+    return _safe(build, title)
+
+
+def prefix_ids(svg: str, prefix: str) -> str:
+    """Make every id of one SVG unique in the page: several inline SVGs share one id space, and
+    matplotlib numbers ids per figure (text_1, patch_2, clip paths), so a clip-path reference
+    could otherwise resolve to another chart's element."""
+    ids = set(re.findall(r'\bid="([^"]+)"', svg))
+    if not ids:
+        return svg
+
+    def sub_id(m: re.Match) -> str:
+        return f'{m.group(1)}="{prefix}-{m.group(2)}"' if m.group(2) in ids else m.group(0)
+
+    def sub_ref(m: re.Match) -> str:
+        return f"{m.group(1)}#{prefix}-{m.group(2)}" if m.group(2) in ids else m.group(0)
+
+    svg = re.sub(r'\b(id)="([^"]+)"', sub_id, svg)
+    svg = re.sub(r'(url\(|href=")#([^)"]+)', sub_ref, svg)
+    return svg
+
+
+def _compact(v: float) -> str:
+    a = abs(v)
+    for div, suf in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if a >= div:
+            return f"{v / div:,.1f}{suf}"
+    return f"{v:,.0f}"
+
+
+CHARTS = (
+    "slippage_distribution",
+    "slippage_by_depth_bin",
+    "buffer_share_vs_leverage",
+    "insurance_fund_balance",
+    "liquidation_notional_trend",
+)
+
+
+def build_charts(context: dict) -> dict[str, str]:
+    """Every chart of the report as {name: svg}, from the report context."""
+    series = context.get("series", {})
+    p95 = {r["path"]: r.get("p95") for r in context.get("paths", [])}
+    charts = {
+        "slippage_distribution": slippage_distribution(series.get("liquidations", []), p95),
+        "slippage_by_depth_bin": slippage_by_depth_bin(context.get("slippage_by_depth_bin", [])),
+        "buffer_share_vs_leverage": buffer_share_vs_leverage(series.get("forced_costs", [])),
+        "insurance_fund_balance": insurance_fund_balance(series.get("insurance_fund_balance", {})),
+        "liquidation_notional_trend": liquidation_notional_trend(
+            series.get("liquidation_notional_trend", []), context["date"]),
+    }
+    return {name: prefix_ids(svg, f"c-{name}") for name, svg in charts.items()}
