@@ -1,0 +1,93 @@
+"""The synthetic venue (DESIGN section 3): a deterministic, vectorized simulator of one
+perpetual-futures venue, coherent across every canonical dataset.
+
+    simulate(scale, start, days, out, seed=7, incidents=None) -> list of simulated dates
+
+writes `<out>/<dataset>/date=YYYY-MM-DD/data.parquet` for every dataset of `schema.DATASETS`,
+the ground truth in `<out>/_truth/date=.../` (incidents.json, liquidation_book.parquet) and the
+end-of-day state in `<out>/_state/date=.../`. A run whose `start` has the previous day's state
+continues from it (byte-identical to a single longer run: each day's randomness is seeded from
+(seed, date)); otherwise `start` is the venue's genesis (`<out>/_state/genesis/`).
+
+Incidents: `incidents=None` uses the default plan anchored at the venue's genesis (demo: a stale
+index source on ETHUSDT on day 2, a BTCUSDT volatility shock with a liquidation cluster in thin
+books on day 4; tiny: the same kinds on days 0 and 1). Explicit `Incident`s take a date, or an
+int day offset from `start`. See `incidents.py` to add a kind.
+
+Conventions (what the files mean):
+- positions_eod: flat positions are omitted; it equals `positions.apply_fills(previous day's
+  positions_eod, the day's trades)` (genesis positions are in `_state/genesis/positions.parquet`).
+  margin_mode / leverage come from the account's settings; isolated_margin is 0 for cross.
+- accounts_eod.wallet_balance: total wallet (isolated margins included, unrealized PnL excluded);
+  it moves only by realized PnL, trading and liquidation fees, funding, and the shortfall the
+  insurance fund covers on a liquidation. No deposits or withdrawals; orders are never blocked
+  for lack of wallet.
+- Cross-margin accounts (market makers, the backstop account, cross traders at 2-3x) are not
+  liquidated: the simulator keeps cross traders at low leverage instead of running the cross rule.
+- Liquidations run on isolated positions only; the incremental path closes the whole position in
+  2-8 IOC orders (not only down to a healthy tier). ADL is not simulated (the fund is sized so it
+  never runs dry).
+- insurance_fund row at minute m: the balance after every liquidation with ts_done <= m.
+- market_metrics row at ts: open interest and long/short account ratio (traders only) from the
+  positions after every event before ts; taker buy/sell ratio over [ts, ts + 5 min).
+- mark_index.last_price: the last trade at or before the second (the previous day's last trade
+  before the first one).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from venue_risk.simulate.config import SCALES, Scale
+from venue_risk.simulate.incidents import REGISTRY, Incident, default_plan
+
+__all__ = ["simulate", "SCALES", "Incident", "REGISTRY", "day_dates"]
+
+
+def day_dates(start: dt.date, days: int) -> list[dt.date]:
+    """The `days` consecutive dates from `start`."""
+    return [start + dt.timedelta(days=i) for i in range(days)]
+
+
+def simulate(scale: str, start: dt.date, days: int, out: Path, seed: int = 7,
+             incidents: list[Incident] | None = None, verbose: bool | None = None) -> list[dt.date]:
+    """Simulate `days` days from `start` into `out`; returns the dates written."""
+    from venue_risk.simulate import accounts, market, state
+    from venue_risk.simulate.day import simulate_day
+
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; expected one of {sorted(SCALES)}")
+    if isinstance(start, str):
+        start = dt.date.fromisoformat(start)
+    sc: Scale = SCALES[scale]
+    out = Path(out)
+    verbose = bool(os.environ.get("VENUE_RISK_SIM_VERBOSE")) if verbose is None else verbose
+    acc = accounts.build(sc, seed)
+    st = state.load(out, start - dt.timedelta(days=1))
+    if st is None:
+        g_old = state.load(out, None)
+        if g_old is not None and dt.date.fromisoformat(g_old["genesis"]) < start:
+            raise ValueError(f"{out} holds a venue from genesis {g_old['genesis']} without the state of "
+                             f"{start - dt.timedelta(days=1)}: simulate the missing days first "
+                             f"(or use a new folder to start a new venue on {start})")
+        g = accounts.genesis(sc, acc, seed)
+        st = {**g, "market": [market.genesis_state(i) for i in sc.instruments],
+              "genesis": start.isoformat(), "fund": sc.insurance_fund, "next_trade_id": 1,
+              "next_order_id": 1, "next_liq_id": 1, "key_last_used": {}}
+        state.save(out, None, st)
+        st = state.load(out, None)
+    genesis = dt.date.fromisoformat(st["genesis"])
+    if incidents is None:
+        plan, anchor = default_plan(scale, genesis, 10_000, [i.symbol for i in sc.instruments]), genesis
+    else:
+        plan, anchor = incidents, start
+    dates = day_dates(start, days)
+    for day in dates:
+        new_state, stats = simulate_day(sc, acc, day, st, seed, plan, anchor, out)
+        state.save(out, day, new_state)
+        st = state.load(out, day)
+        if verbose:
+            print(stats)
+    return dates

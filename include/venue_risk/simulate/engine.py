@@ -1,0 +1,348 @@
+"""The matching and liquidation engine of one symbol for one day (an event loop in exchange order).
+
+Events, in time order: funding settlements (00:00, 08:00, 16:00), 5-minute snapshots, taker
+orders (Poisson arrivals, intensity x sigma_t / sigma_calm), and the fills of liquidations.
+Before any event at time t every 1-second mark up to t is checked against the isolated positions'
+liquidation prices (`margin.isolated_liquidation_price`); a long is liquidated when
+mark <= LP, a short when mark >= LP.
+
+- Takers are directional traders: P(buy) = clamp(0.5 - 0.35 x size / target, 0.05, 0.95) (they
+  mean-revert their own size), order qty = target x U(0.1, 0.5); fills at best ask (buy) / best bid
+  (sell) of that second against market makers (1 or 2 fills). Isolated margin: + |d| p / L on an
+  increase, pro rata on a reduction, |size| p / L after a flip. Cross traders keep 2-3x leverage and
+  are never liquidated by construction (no cross liquidation in the simulator).
+- Liquidation path by notional at the trigger mark: >= liquidation_incremental_notional:
+  `incremental` (2-8 IOC orders 1-2 s apart, each walking the book); else `auction` (70%: filled at
+  mark x (1 -/+ discount) by 1-3 market makers 0.5-3 s later) or `market` (one IOC walking the book).
+  What a walk cannot fill inside the 5% band is a separate `backstop` row filled by the backstop
+  account at the bankruptcy price BP.
+- Per liquidation row: fee = min(filled notional x liquidation_fee_rate, E+) with
+  E+ = sum over fills not beyond BP of |p - BP| q (the equity those fills leave), shortfall =
+  sum over fills beyond BP of |p - BP| q, insurance fund delta = fee - shortfall; each fill's
+  taker_fee is the fee pro rata by fill notional. The trader's wallet gets the realized PnL of the
+  fills, minus the fee, plus the shortfall (the fund covers it): it loses exactly the position's
+  margin minus (E+ - fee).
+- Funding: payment = size x mark x rate at settlement (longs pay a positive rate), to the wallet.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from venue_risk import margin
+from venue_risk.positions import step
+from venue_risk.simulate.config import (
+    BACKSTOP_ACCOUNT, DAY_US, LEVERAGE_P, LEVERAGES, SECONDS, Scale)
+from venue_risk.simulate.market import SymbolMarket, tick_round, walk_book
+
+AUCTION_P = 0.7
+
+
+@dataclass
+class SymbolBook:
+    """Positions of every account in one symbol (arrays indexed by account id)."""
+
+    size: np.ndarray
+    entry: np.ndarray
+    margin: np.ndarray
+    lev: np.ndarray
+
+
+@dataclass
+class SymbolResult:
+    fills: dict = field(default_factory=lambda: {k: [] for k in (
+        "ts", "price", "qty", "buy", "taker", "maker", "taker_fee", "maker_fee", "liq", "taker_order",
+        "maker_kind")})
+    orders: dict = field(default_factory=lambda: {k: [] for k in (
+        "local", "ts", "account", "buy", "type", "tif", "price", "qty", "reduce_only", "liq")})
+    liqs: list = field(default_factory=list)
+    lev_changes: list = field(default_factory=list)
+    snapshots: list = field(default_factory=list)  # (second, oi, n_long, n_short)
+    fund_deltas: list = field(default_factory=list)  # (ts_done_us, delta)
+
+
+def max_notional_for_leverage(tiers: list[margin.Tier], lev: float) -> float:
+    """Largest notional at which `lev` is still allowed by the tiers."""
+    ok = [t.notional_cap for t in tiers if t.max_leverage >= lev]
+    return max(ok) if ok else tiers[0].notional_cap
+
+
+def draw_leverage(u: float, tiers: list[margin.Tier], notional: float) -> float:
+    """A leverage from the realistic mix (LEVERAGE_P), capped by the tier of `notional`."""
+    lev = float(LEVERAGES[min(int(np.searchsorted(np.cumsum(LEVERAGE_P), u)), len(LEVERAGES) - 1)])
+    return min(lev, margin.max_leverage_for_notional(tiers, notional))
+
+
+def run_symbol(scale: Scale, mkt: SymbolMarket, book: SymbolBook, cash: np.ndarray,
+               isolated: np.ndarray, is_trader: np.ndarray, members: np.ndarray, target: np.ndarray,
+               mm_ids: np.ndarray, rng: np.random.Generator) -> SymbolResult:
+    """Simulate one symbol's day; mutates `book` and `cash`; returns the day's records."""
+    inst = mkt.inst
+    tiers = inst.tiers
+    lot, rate_liq = inst.lot, inst.liquidation_fee_rate
+    size, entry, marg, lev = book.size, book.entry, book.margin, book.lev
+    n = len(size)
+    res = SymbolResult()
+    mark = mkt.mark
+    mark_l, bid_l, ask_l = mark.tolist(), mkt.bid.tolist(), mkt.ask.tolist()
+    checked = isolated & is_trader
+    lp_long = np.full(n, -np.inf)
+    lp_short = np.full(n, np.inf)
+    locked = np.full(n, -1, dtype=np.int64)
+    order_seq = [0]
+    liq_seq = [0]
+    heap: list = []
+    hseq = [0]
+
+    def refresh_lp(a: int, now: int) -> None:
+        lp_long[a], lp_short[a] = -np.inf, np.inf
+        if not checked[a] or size[a] == 0.0 or now <= locked[a]:
+            return
+        lp, _ = margin.isolated_liquidation_price(tiers, size[a], entry[a], marg[a])
+        if size[a] > 0:
+            lp_long[a] = lp
+        else:
+            lp_short[a] = lp
+
+    for a in np.flatnonzero(checked & (size != 0)):
+        refresh_lp(int(a), -1)
+
+    def apply(a: int, d: float, p: float) -> None:
+        q0 = size[a]
+        q1, e1, rp = step(q0, entry[a], d, p)
+        if isolated[a]:
+            if q1 == 0.0:
+                marg[a] = 0.0
+            elif q0 == 0.0:
+                marg[a] = abs(d) * p / lev[a]
+            elif (q0 > 0) == (d > 0):
+                marg[a] += abs(d) * p / lev[a]
+            elif (q1 > 0) != (q0 > 0):
+                marg[a] = abs(q1) * p / lev[a]
+            else:
+                marg[a] *= abs(q1) / abs(q0)
+        size[a], entry[a] = q1, e1
+        cash[a] += rp
+
+    F = res.fills
+
+    def fill(ts: int, p: float, q: float, buy: bool, taker: int, maker: int, tfee: float,
+             mfee: float, liq: int, t_order: int, maker_kind: int) -> None:
+        for k, v in (("ts", ts), ("price", p), ("qty", q), ("buy", buy), ("taker", taker),
+                     ("maker", maker), ("taker_fee", tfee), ("maker_fee", mfee), ("liq", liq),
+                     ("taker_order", t_order), ("maker_kind", maker_kind)):
+            F[k].append(v)
+        apply(taker, q if buy else -q, p)
+        apply(maker, -q if buy else q, p)
+        cash[taker] -= tfee
+        cash[maker] -= mfee
+        refresh_lp(taker, ts)
+
+    O = res.orders
+
+    def new_order(ts: int, a: int, buy: bool, typ: str, tif: str, price: float, qty: float,
+                  ro: bool, liq: int) -> int:
+        o = order_seq[0]
+        order_seq[0] += 1
+        for k, v in (("local", o), ("ts", ts), ("account", a), ("buy", buy), ("type", typ),
+                     ("tif", tif), ("price", price), ("qty", qty), ("reduce_only", ro), ("liq", liq)):
+            O[k].append(v)
+        return o
+
+    def book_liq(a: int, S: int, m: float, lp: float, bp: float, mmr: float, path: str, sell: bool,
+                 qty: float, trig_us: int, plan: list[tuple[int, float, float, int, int, int]]) -> None:
+        """Account one liquidation row from its planned fills (ts, price, qty, maker, order, kind)
+        and push the fills."""
+        lid = liq_seq[0]
+        liq_seq[0] += 1
+        notional = sum(p * q for _, p, q, *_ in plan)
+        fq = sum(q for _, _, q, *_ in plan)
+        beyond = [(p < bp) if sell else (p > bp) for _, p, *_ in plan]
+        shortfall = sum(abs(p - bp) * q for (_, p, q, *_), b in zip(plan, beyond) if b)
+        bq = sum(q for (_, _, q, *_), b in zip(plan, beyond) if b)
+        e_pos = sum(abs(p - bp) * q for (_, p, q, *_), b in zip(plan, beyond) if not b)
+        fee_total = max(0.0, min(notional * rate_liq, e_pos))
+        fees = [fee_total * p * q / notional if notional > 0 else 0.0 for _, p, q, *_ in plan]
+        fee = sum(fees)
+        for (ts, p, q, mk, o, kind), f in zip(plan, fees):
+            mfee = 0.0 if mk == BACKSTOP_ACCOUNT else p * q * inst.maker_fee_rate
+            heapq.heappush(heap, (ts, hseq[0], (ts, p, q, not sell, a, mk, f, mfee, lid, o, kind)))
+            hseq[0] += 1
+        cash[a] += shortfall
+        vwap = notional / fq if fq > 0 else math.nan
+        slip = ((m - vwap) / m if sell else (vwap - m) / m) * 1e4 if fq > 0 else math.nan
+        ts_done = max(ts for ts, *_ in plan)
+        locked[a] = max(locked[a], ts_done)
+        res.fund_deltas.append((ts_done, fee - shortfall))
+        res.liqs.append({
+            "local": lid, "ts_trigger": trig_us, "ts_done": ts_done, "account": a,
+            "side": "sell" if sell else "buy", "qty": qty, "filled_qty": fq, "mark_price": m,
+            "liquidation_price": lp, "bankruptcy_price": bp, "path": path,
+            "margin_mode": "isolated", "leverage": float(lev[a]), "maintenance_margin_rate": mmr,
+            "fee": fee, "insurance_fund_delta": fee - shortfall, "vwap": vwap,
+            "filled_notional": notional, "slippage_bps": slip, "shortfall": shortfall,
+            "beyond_bankruptcy_qty": bq})
+
+    def liquidate(a: int, S: int) -> None:
+        m = mark_l[S]
+        q = float(size[a])
+        sell, qty = q > 0, abs(q)
+        lp, tier = margin.isolated_liquidation_price(tiers, q, entry[a], marg[a])
+        bp = margin.bankruptcy_price(q, entry[a], marg[a])
+        t0 = S * 1_000_000
+        lp_long[a], lp_short[a] = -np.inf, np.inf
+        notional = qty * m
+        if notional >= inst.incremental_notional:
+            path = "incremental"
+            n_chunks = int(min(8, max(2, math.ceil(notional / (inst.incremental_notional / 2)))))
+        else:
+            path = "auction" if rng.random() < AUCTION_P else "market"
+            n_chunks = 1
+        gaps = rng.integers(1_000_000, 2_000_001, n_chunks)
+        times = t0 + (rng.integers(20_000, 300_000) if path != "auction"
+                      else rng.integers(500_000, 3_000_001)) + np.concatenate([[0], np.cumsum(gaps[:-1])])
+        times = [int(min(t, DAY_US - 5_000 + 500 * k)) for k, t in enumerate(times)]
+        plan = []
+        left = qty
+        if path == "auction":
+            price = float(tick_round(m * (1 - inst.auction_discount) if sell else m * (1 + inst.auction_discount), inst.tick))
+            o = new_order(times[0], a, not sell, "liquidation", "IOC", math.nan, qty, True, liq_seq[0])
+            k_mm = int(rng.integers(1, 4))
+            parts = [math.floor(qty / k_mm / lot) * lot for _ in range(k_mm - 1)]
+            parts = [p for p in parts if p > 0] + [qty - sum(p for p in parts if p > 0)]
+            best = makers_for(not sell)
+            for j, pq in enumerate(parts):
+                plan.append((times[0] + j, price, pq, best[j % len(best)], o, 1))
+            left = 0.0
+        else:
+            chunk = math.floor(qty / n_chunks / lot) * lot
+            for k, t in enumerate(times):
+                cq = left if k == n_chunks - 1 else min(left, chunk)
+                if cq <= lot * 0.5:
+                    break
+                o = new_order(t, a, not sell, "liquidation", "IOC", math.nan, cq, True, liq_seq[0])
+                walked = walk_book(mkt, t // 1_000_000, sell, cq, lot)
+                best = makers_for(not sell)
+                for j, (p, fq) in enumerate(walked):
+                    plan.append((t + j, p, fq, best[j % len(best)], o, 0))
+                left -= sum(fq for _, fq in walked)
+        if plan:
+            book_liq(a, S, m, lp, bp, tier.maintenance_margin_rate, path, sell, qty, t0, plan)
+        if left > lot * 0.5 or not plan:
+            tb = (max(t for t, *_ in plan) if plan else times[0]) + 50
+            ob = new_order(tb, a, not sell, "liquidation", "IOC", math.nan, left, True, liq_seq[0])
+            book_liq(a, S, m, lp, bp, tier.maintenance_margin_rate, "backstop", sell, left, tb - 10,
+                     [(tb, bp, left, BACKSTOP_ACCOUNT, ob, 2)])
+
+    def makers_for(taker_buy: bool) -> list[int]:
+        """Market makers best placed to take the other side first (the longest MM sells to a
+        buying taker): keeps each MM's inventory near the MMs' share of the net."""
+        inv = size[mm_ids]
+        return [int(mm_ids[j]) for j in np.argsort(-inv if taker_buy else inv, kind="stable")]
+
+    def first_cross(s0: int, s1: int) -> int | None:
+        ml, ms = lp_long.max(), lp_short.min()
+        if ml == -np.inf and ms == np.inf:
+            return None
+        seg = mark[s0:s1 + 1]
+        hit = np.flatnonzero((seg <= ml) | (seg >= ms))
+        return s0 + int(hit[0]) if len(hit) else None
+
+    last = [-1]
+
+    def advance(t_us: int) -> None:
+        while True:
+            target = min(t_us, heap[0][0]) if heap else t_us
+            s_to = min(target // 1_000_000, SECONDS - 1)
+            if s_to > last[0]:
+                S = first_cross(last[0] + 1, s_to)
+                if S is not None:
+                    last[0] = S
+                    m = mark_l[S]
+                    for a in np.flatnonzero((lp_long >= m) | (lp_short <= m)):
+                        liquidate(int(a), S)
+                    continue
+                last[0] = s_to
+            if heap and heap[0][0] < t_us:
+                ev = heapq.heappop(heap)[2]
+                fill(*ev)
+                continue
+            return
+
+    # static events: funding (kind 0), snapshots (1), taker arrivals (2)
+    lam = scale.trades_per_day * inst.popularity / SECONDS * (mkt.sigma / inst.sigma_s)
+    counts = rng.poisson(lam)
+    n_arr = int(counts.sum())
+    arr_ts = np.repeat(np.arange(SECONDS, dtype=np.int64) * 1_000_000, counts) + rng.integers(0, 1_000_000, n_arr)
+    arr_ts.sort()
+    U = rng.random((n_arr, 9)).tolist()
+    mem = members
+    n_mem = len(mem)
+    fund = {sec * 1_000_000: (rate, m) for sec, rate, _, m, _ in mkt.funding}
+    ev_ts = np.concatenate([np.array(sorted(fund), dtype=np.int64),
+                            np.arange(0, SECONDS, 300, dtype=np.int64) * 1_000_000, arr_ts])
+    ev_kind = np.concatenate([np.zeros(len(fund), np.int64), np.ones(SECONDS // 300, np.int64),
+                              np.full(n_arr, 2, np.int64)])
+    ev_idx = np.concatenate([np.zeros(len(fund) + SECONDS // 300, np.int64), np.arange(n_arr)])
+    order = np.lexsort((ev_kind, ev_ts))
+    max_notional = {float(L): max_notional_for_leverage(tiers, float(L)) for L in np.unique(np.concatenate([LEVERAGES, [2.0, 3.0]]))}
+    mm_n = len(mm_ids)
+    traders_mask = is_trader
+    for e in order.tolist():
+        t = int(ev_ts[e])
+        advance(t)
+        kind = ev_kind[e]
+        if kind == 0:
+            r, m = fund[t]
+            nz = size != 0
+            cash[nz] -= size[nz] * m * r
+            continue
+        if kind == 1:
+            s = t // 1_000_000
+            res.snapshots.append((s, float(size[size > 0].sum()), int(((size > 0) & traders_mask).sum()),
+                                  int(((size < 0) & traders_mask).sum())))
+            continue
+        u = U[ev_idx[e]]
+        a = int(mem[min(int(u[0] * n_mem), n_mem - 1)])
+        if t <= locked[a]:
+            continue
+        s = t // 1_000_000
+        x = float(size[a])
+        price_ref = mkt.mid[s]
+        nq = target[a] / price_ref
+        buy = u[1] < min(0.95, max(0.05, 0.5 - 0.35 * x / nq))
+        qty = max(lot, math.floor(nq * (0.1 + 0.4 * u[2]) / lot) * lot)
+        if x == 0.0 and isolated[a] and u[3] < 0.1:
+            new_lev = draw_leverage(u[4], tiers, 1.5 * target[a])
+            if new_lev != lev[a]:
+                res.lev_changes.append((max(0, t - 1000), a, float(lev[a]), new_lev))
+                lev[a] = new_lev
+        d = qty if buy else -qty
+        if isolated[a] and abs(x + d) * price_ref > max_notional.get(float(lev[a]), math.inf):
+            room = max_notional.get(float(lev[a]), math.inf) / price_ref - abs(x)
+            qty = math.floor(max(0.0, room) / lot) * lot
+            if qty < lot:
+                continue
+            d = qty if buy else -qty
+        price = ask_l[s] if buy else bid_l[s]
+        reducing = x != 0.0 and (x > 0) != buy and qty <= abs(x)
+        is_limit = u[5] >= 0.7
+        o = new_order(t, a, buy, "limit" if is_limit else "market", "IOC",
+                      float(tick_round(price + (5 if buy else -5) * inst.tick, inst.tick)) if is_limit else math.nan,
+                      qty, reducing and u[6] < 0.3, -1)
+        if u[7] < 0.3 and qty >= 2 * lot:
+            q1 = math.floor(qty * 0.6 / lot) * lot
+            parts = [q1, qty - q1]
+        else:
+            parts = [qty]
+        best = makers_for(buy)
+        for j, pq in enumerate(parts):
+            mk = best[j % mm_n]
+            fill(t + j, price, pq, buy, a, mk, price * pq * inst.taker_fee_rate,
+                 price * pq * inst.maker_fee_rate, -1, o, 0)
+    advance(DAY_US)
+    return res
