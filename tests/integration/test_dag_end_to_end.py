@@ -63,7 +63,7 @@ def _pdf_text(path: Path) -> str:
 
 
 def test_daily_run_reports_mails_once_and_is_idempotent(airflow_db, venue_home, smtp_server, monkeypatch):
-    from venue_risk.report.render import format_figure
+    from venue_risk.report import format_figure
     from venue_risk.warehouse import day_digest
 
     monkeypatch.setenv("VENUE_RISK_RECIPIENTS", "risk-committee@venue.test,cro@venue.test")

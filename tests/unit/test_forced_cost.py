@@ -51,20 +51,21 @@ def test_twenty_x_position_on_btc_tiers():
     assert c["position_notional"] == approx(300_000.0)
     assert c["tier"] == 3 and c["tier_mmr"] == approx(0.01)
     assert c["mmr_increment"] == approx(0.015)
-    # cost_rate = fee 0.5 % + 10 bps = 0.006
-    assert c["cost_rate"] == approx(0.006)
-    # equity lost = 0.006 * (10 * 30,000) = 1,800
-    assert c["equity_lost"] == approx(1_800.0)
-    # initial margin: 0.006 * 20 = 0.12 (12 % of the margin posted)
-    assert c["pct_initial_margin"] == approx(0.12)
-    # maintenance buffer: 0.006 / 0.01 = 0.6; margin steps 0.006 / 0.015 = 0.4
-    assert c["buffer_share"] == approx(0.6)
-    assert c["margin_steps"] == approx(0.4)
+    # fee charged 1,498.5 (0.5 % of the 299,700 filled) over 300,000 at mark = 0.004995;
+    # cost_rate = 0.004995 + 10 bps = 0.005995
+    assert c["cost_rate"] == approx(0.005995)
+    # equity lost = fee 1,498.5 + (30,000 - 29,970) x 10 = 1,798.5
+    assert c["equity_lost"] == approx(1_798.5)
+    # initial margin: 0.005995 * 20 = 0.1199 (12 % of the margin posted)
+    assert c["pct_initial_margin"] == approx(0.1199)
+    # maintenance buffer: 0.005995 / 0.01 = 0.5995; margin steps 0.005995 / 0.015 = 0.39967
+    assert c["buffer_share"] == approx(0.5995)
+    assert c["margin_steps"] == approx(0.005995 / 0.015)
 
 
 def test_fill_beyond_bankruptcy_exceeds_buffer(costs):
     c = fx.row(costs, liquidation_id=1)
-    # beyond bankruptcy no fee is charged (fee 0 of filled notional 197.5): cost = slippage 125 bps
+    # beyond bankruptcy no fee is charged (fee 0): cost = slippage 125 bps
     assert c["fee_rate_charged"] == approx(0.0)
     assert c["cost_rate"] == approx(0.0125)
     assert c["equity_lost"] == approx(0.0125 * 200)  # 2.5
@@ -76,12 +77,14 @@ def test_fill_beyond_bankruptcy_exceeds_buffer(costs):
 
 def test_cost_uses_the_fee_actually_charged(costs):
     c = fx.row(costs, liquidation_id=2)
-    # fee 0.5 charged on a fill of 1 @ 100.5: rate 0.5 / 100.5; slippage +50 bps (buy above mark)
-    fee_rate = 0.5 / 100.5
+    # fee 0.5 charged on a fill of 1 (mark 100): rate 0.5 / 100; slippage +50 bps (buy above mark)
+    fee_rate = 0.5 / 100
     assert c["liquidation_fee_rate"] == approx(0.005)  # the instrument's rate, kept for reference
     assert c["fee_rate_charged"] == approx(fee_rate)
     assert c["cost_rate"] == approx(fee_rate + 0.005)
-    assert c["buffer_share"] == approx((fee_rate + 0.005) / 0.01) and c["buffer_share"] < 1
+    assert c["buffer_share"] == approx((fee_rate + 0.005) / 0.01)  # 1.0: all of the buffer, no more
+    # equity lost = fee + (vwap - mark) x qty = 0.5 + 0.5
+    assert c["equity_lost"] == approx(1.0)
 
 
 def test_unfilled_has_no_cost(costs):
@@ -95,8 +98,8 @@ def test_cost_by_path(costs):
     assert dict(out.schema) == forced_cost.COST_BY_PATH_SCHEMA
     r = fx.row(out, symbol="BTCUSDT", path="market")
     # liquidation 1: cost 0.0125 on 200 at mark (lost 2.5), 100x, MMR 0.005 -> buffer 2.5
-    # liquidation 2: cost c2 = 0.5/100.5 + 0.005 on 100 (lost 100 c2), 50x, MMR 0.01 -> buffer 100 c2
-    c2 = 0.5 / 100.5 + 0.005
+    # liquidation 2: cost c2 = 0.5/100 + 0.005 = 0.01 on 100 (lost 1.0), 50x, MMR 0.01 -> buffer 1.0
+    c2 = 0.5 / 100 + 0.005
     assert r["count"] == 2 and r["count_filled"] == 2
     assert r["equity_lost"] == approx(2.5 + 100 * c2)
     assert r["filled_notional_at_mark"] == approx(300.0)
@@ -107,7 +110,7 @@ def test_cost_by_path(costs):
     assert r["buffer_share_p50"] == approx((100 * c2 + 2.5) / 2)
     assert r["buffer_share_p95"] == approx(100 * c2 + 0.95 * (2.5 - 100 * c2))
     assert r["buffer_share_max"] == approx(2.5)
-    assert r["buffer_exceeded_count"] == 1  # 0.9975 is not above 1
+    assert r["buffer_exceeded_count"] == 1  # 1.0 is not above 1
     unfilled = fx.row(out, symbol="ETHUSDT", path="auction")
     assert unfilled["count"] == 1 and unfilled["count_filled"] == 0 and unfilled["equity_lost"] == 0.0
     assert fx.row(out, symbol="ALL", path="market")["equity_lost"] == approx(2.5 + 100 * c2)

@@ -4,12 +4,13 @@
 A liquidated account pays the venue's liquidation fee and loses whatever the forced execution
 gives away against the mark price. Per liquidation the cost is expressed as a rate of the
 position's notional, cost_rate = liquidation fee rate + slippage_bps / 10,000 (slippage signed,
-positive = adverse), where the fee rate is the one actually charged (fee / filled notional): the
-venue charges the instrument's rate but never more than the equity left after the fills, so on
-small tiers, where the instrument's rate exceeds the maintenance margin rate, the charged rate
-is lower. Then in four units a risk committee can weigh:
+positive = adverse), where the fee rate is the fee actually charged over the filled notional at
+the trigger mark: the venue charges the instrument's rate but never more than the equity left
+after the fills, so on small tiers, where the instrument's rate exceeds the maintenance margin
+rate, the charged rate is lower. Then in four units a risk committee can weigh:
 
-- equity lost (USDT) = cost_rate x filled quantity x mark price at the trigger;
+- equity lost (USDT) = cost_rate x filled quantity x mark price at the trigger = fee charged +
+  adverse execution against the mark, (mark - VWAP) x filled quantity for a sell;
 - share of the position's initial margin = cost_rate x leverage (initial margin is
   notional / leverage);
 - share of the maintenance buffer = cost_rate / maintenance margin rate. The maintenance margin
@@ -144,13 +145,13 @@ def forced_costs(executions: pl.DataFrame, instruments: pl.DataFrame,
     """Forced-execution cost per liquidation (one row per row of `executions`).
 
     cost_rate = fee_rate_charged + slippage_bps / 10,000, with slippage signed (positive =
-    adverse), so price improvement lowers the cost; fee_rate_charged = fee / filled_notional,
-    the liquidation fee actually charged (the instrument's liquidation_fee_rate, capped at the
-    equity left after the fills), so the cost is what the account really lost.
-    equity_lost = cost_rate x filled_notional_at_mark, where filled_notional_at_mark =
-    filled_qty x mark price at the trigger: the equity the account lost against closing the
-    filled quantity at the trigger mark with no fee (the fee is counted at mark; the venue
-    charges it on the fill notional, a difference of fee rate x |vwap - mark| x filled_qty).
+    adverse), so price improvement lowers the cost; fee_rate_charged = fee /
+    filled_notional_at_mark, the liquidation fee actually charged (the instrument's
+    liquidation_fee_rate, capped at the equity left after the fills) over filled_qty x mark
+    price at the trigger.
+    equity_lost = cost_rate x filled_notional_at_mark = fee + (mark - vwap) x filled_qty for a
+    sell ((vwap - mark) x filled_qty for a buy): exactly what the account lost against closing
+    the filled quantity at the trigger mark with no fee.
     pct_initial_margin = cost_rate x leverage: the share of the initial margin
     (notional / leverage) consumed, as a decimal (0.12 = 12 %).
     buffer_share = cost_rate / maintenance_margin_rate (the rate recorded with the liquidation):
@@ -192,8 +193,8 @@ def forced_costs(executions: pl.DataFrame, instruments: pl.DataFrame,
             pl.Series("tier", tier_no, dtype=I64),
             pl.Series("tier_mmr", tier_mmr, dtype=F64),
             pl.Series("mmr_increment", increment, dtype=F64).fill_nan(None),
-            pl.when(pl.col("filled_notional") > 0)
-            .then(pl.col("fee") / pl.col("filled_notional")).alias("fee_rate_charged"),
+            pl.when(pl.col("filled_notional_at_mark") > 0)
+            .then(pl.col("fee") / pl.col("filled_notional_at_mark")).alias("fee_rate_charged"),
         )
         .with_columns(
             (pl.col("fee_rate_charged") + pl.col("slippage_bps") / 1e4).alias("cost_rate"),
