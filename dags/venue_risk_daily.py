@@ -29,6 +29,26 @@ def _day() -> str:
     return get_current_context()["logical_date"].date().isoformat()
 
 
+def _as_list(mapped) -> list:
+    """A mapped task's results as a list, by index (iterating a lazy XCom sequence probes one
+    past the end, which the API logs as an error)."""
+    return [mapped[i] for i in range(len(mapped))]
+
+
+def _input_errors_fail_fast(stage):
+    """Run a stage; bad input (InputError, DataQualityError) fails the task at once, since a
+    retry cannot fix it. Other errors (I/O) are left to the task's retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from venue_risk.errors import InputError
+    from venue_risk.quality import DataQualityError
+
+    try:
+        return stage()
+    except (InputError, DataQualityError) as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
 def _settings():
     from venue_risk.settings import Settings
 
@@ -102,25 +122,25 @@ def venue_risk_daily():
     def prepare_source() -> dict:
         from venue_risk import pipeline
 
-        return pipeline.prepare_source(_day(), _settings())
+        return _input_errors_fail_fast(lambda: pipeline.prepare_source(_day(), _settings()))
 
     @task(**IO_RETRIES)
     def extract(dataset: str) -> dict:
         from venue_risk import pipeline
 
-        return pipeline.extract(_day(), dataset, _settings())
+        return _input_errors_fail_fast(lambda: pipeline.extract(_day(), dataset, _settings()))
 
     @task
     def validate(extracted) -> dict:
         from venue_risk import pipeline
 
-        return pipeline.validate(_day(), list(extracted), _settings())
+        return _input_errors_fail_fast(lambda: pipeline.validate(_day(), _as_list(extracted), _settings()))
 
     @task(pool=WAREHOUSE_POOL, **IO_RETRIES)
     def load(extracted, validation: dict) -> dict:
         from venue_risk import pipeline
 
-        return pipeline.load(_day(), list(extracted), _settings())
+        return pipeline.load(_day(), _as_list(extracted), _settings())
 
     @task
     def compute_metrics(loaded: dict) -> dict:
@@ -138,7 +158,7 @@ def venue_risk_daily():
     def build_report(extracted, stored: dict) -> dict:
         from venue_risk import pipeline
 
-        return pipeline.build_report(_day(), list(extracted), _settings(),
+        return pipeline.build_report(_day(), _as_list(extracted), _settings(),
                                      run_id=get_current_context()["run_id"])
 
     @task(**IO_RETRIES)

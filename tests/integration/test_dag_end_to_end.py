@@ -102,3 +102,26 @@ def test_daily_run_reports_mails_once_and_is_idempotent(airflow_db, venue_home, 
     strip = lambda s: {k: v for k, v in s.items() if k not in ("run", "run_meta", "generated_at")}
     assert strip(summary_again) == strip(summary)
     assert len(smtp_server.messages) == 1
+
+
+def test_failed_day_alerts_and_loads_nothing(airflow_db, venue_home, monkeypatch):
+    """A files source whose trades partition is missing: the run fails at extract, the failure
+    callback writes an alert naming the task and the problem, and no report or warehouse exists."""
+    from venue_risk.simulate import simulate
+
+    root = venue_home / "exports"
+    simulate("tiny", DAY, 1, root)
+    for f in (root / "trades" / f"date={DAY.isoformat()}").iterdir():
+        f.unlink()
+    monkeypatch.setenv("VENUE_RISK_SOURCE", "files")
+    monkeypatch.setenv("VENUE_RISK_FILES_ROOT", str(root))
+    run = _run_dag(DAY)
+    assert run.state == "failed"
+    alerts = sorted((venue_home / "outbox").glob(f"{DAY.isoformat()}-alert-*.eml"))
+    assert alerts, "the failure callback wrote no alert"
+    alert = email.message_from_bytes(alerts[0].read_bytes(), policy=policy.default)
+    body = alert.get_body(("plain",)).get_content()
+    assert DAY.isoformat() in alert["Subject"] and "extract" in body
+    assert "'trades'" in body and "holds no .parquet or .csv file" in body
+    assert not (venue_home / "reports" / DAY.isoformat()).exists()
+    assert not (venue_home / "data" / "warehouse.duckdb").exists()
