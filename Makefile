@@ -21,7 +21,7 @@ export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
 export AIRFLOW__LOGGING__LOGGING_LEVEL := WARNING
 export VENUE_RISK_HOME := $(ROOT)
 
-.PHONY: demo test env airflow-home clean
+.PHONY: demo test env airflow-home browser clean
 
 env: $(VENV)/.installed
 
@@ -47,7 +47,14 @@ demo: airflow-home
 	done
 	@$(BIN)/venue-risk newest-report
 
-test: env
+# Headless Chromium for the Airflow UI page test (Debian's package; installed when we are root).
+browser:
+	@command -v chromium > /dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null; \
+	  else echo "chromium is not installed: the UI page test will be skipped"; fi; }
+
+test: env browser
 	$(BIN)/python -m pytest
 
 clean:
