@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
+import sys
 import types
 from pathlib import Path
 
@@ -22,7 +24,11 @@ from venue_risk.report import (
     render_report,
     summary_json,
 )
+from venue_risk.metrics import forced_cost, slippage, summary
 from venue_risk.report import charts
+
+sys.path.insert(0, str(Path(__file__).parent))
+import test_slippage as fx  # noqa: E402  (canonical frame builders)
 
 DAY = dt.date(2026, 11, 5)
 HOSTILE = "<script>alert(1)</script>"
@@ -66,135 +72,154 @@ COST_MOD = _fake_module(
     {"forced_costs": _cost_fn})
 
 
-# -- fixture frames -----------------------------------------------------------------------------
+# -- fixture frames: canonical inputs run through the real metric functions ---------------------
+#
+# The report reads the metric tables by their real column names, so its frames come from the
+# metric modules themselves: a rename in venue_risk.metrics breaks this test.
 
+HOSTILE_SYMBOL = f"BAD{HOSTILE}"
 LIQS = [
-    # id, symbol, path, side, account, leverage, notional, slippage_bps, beyond_qty, shortfall, ttc, s2d
-    (1, "BTCUSDT", "incremental", "sell", 1001, 20, 2_400_000.0, 4.2, 0.0, 0.0, 38.0, 1.4),
-    (2, "BTCUSDT", "incremental", "sell", 1002, 10, 1_100_000.0, 2.1, 0.0, 0.0, 21.0, 0.7),
-    (3, "BTCUSDT", "auction", "buy", 1003, 50, 310_000.0, 6.5, 0.0, 0.0, 3.0, 0.2),
-    (4, "ETHUSDT", "auction", "sell", 1004, 25, 95_000.0, 3.3, 0.0, 0.0, 2.5, 0.05),
-    (5, "ETHUSDT", "market", "sell", 1005, 100, 180_000.0, 58.7, 0.9, 1_057.0, 0.4, 0.8),
-    (6, "BTCUSDT", "market", "buy", 1006, 75, 260_000.0, 21.4, 0.0, 0.0, 0.3, 0.6),
-    (7, f"BAD{HOSTILE}", "market", "sell", 1007, 5, 40_000.0, 9.9, 0.0, 0.0, 0.2, 0.03),
+    # id, symbol, path, side, account, leverage, order notional, slippage_bps, beyond bankruptcy,
+    # time to complete (s), size to depth
+    (1, "BTCUSDT", "incremental", "sell", 1001, 20, 2_400_000.0, 4.2, False, 38.0, 1.4),
+    (2, "BTCUSDT", "incremental", "sell", 1002, 10, 1_100_000.0, 2.1, False, 21.0, 0.7),
+    (3, "BTCUSDT", "auction", "buy", 1003, 50, 310_000.0, 6.5, False, 3.0, 0.2),
+    (4, "ETHUSDT", "auction", "sell", 1004, 25, 95_000.0, 3.3, False, 2.5, 0.05),
+    (5, "ETHUSDT", "market", "sell", 1005, 100, 180_000.0, 58.7, True, 0.4, 0.8),
+    (6, "BTCUSDT", "market", "buy", 1006, 75, 260_000.0, 21.4, False, 0.3, 0.6),
+    (7, HOSTILE_SYMBOL, "market", "sell", 1007, 5, 40_000.0, 9.9, False, 0.2, 0.03),
 ]
 MMR = {5: 0.10, 10: 0.05, 20: 0.025, 25: 0.025, 50: 0.01, 75: 0.005, 100: 0.005}
 FEE = 0.005
+T0 = dt.datetime(2026, 11, 5, 14, 0, tzinfo=dt.timezone.utc)
+MIDNIGHT = dt.datetime(2026, 11, 5, tzinfo=dt.timezone.utc)
+FUND_OPEN = 5_000_000.0
 
 
-def executions_frame() -> pl.DataFrame:
-    rows = []
-    t0 = dt.datetime(2026, 11, 5, 14, 0, tzinfo=dt.timezone.utc)
-    for i, (lid, sym, path, side, acct, lev, notional, slip, beyond, shortfall, ttc, s2d) in enumerate(LIQS):
-        mark = 60_000.0 if sym.startswith("BTC") else 3_000.0
+def _mark(symbol: str) -> float:
+    return 3_000.0 if symbol.startswith("ETH") else 60_000.0
+
+
+def input_frames(liqs=LIQS) -> dict[str, pl.DataFrame]:
+    """Canonical input datasets (schema.conform through fx.frame) of the fixture day.
+
+    Each liquidation is filled in three equal fills around a VWAP set to give its slippage. The
+    one flagged beyond bankruptcy (ETHUSDT at 100x, MMR 0.5 %, 58.7 bps of slippage) has its
+    lowest fill below the bankruptcy price: no fee is charged, the insurance fund pays the
+    shortfall and the cost exceeds the maintenance buffer."""
+    liq_rows, trade_rows, depth_rows = [], [], []
+    trade_id = 1
+    for i, (lid, sym, path, side, acct, lev, notional, slip, beyond, ttc, s2d) in enumerate(liqs):
+        mark = _mark(sym)
+        sell = side == "sell"
         qty = notional / mark
-        rows.append({
-            "date": DAY, "liquidation_id": lid, "symbol": sym, "path": path, "side": side,
-            "account": acct, "ts_trigger": t0 + dt.timedelta(minutes=7 * i),
-            "ts_done": t0 + dt.timedelta(minutes=7 * i, seconds=ttc), "qty": qty,
-            "filled_qty": qty * (0.97 if path == "market" else 1.0), "mark_price": mark,
-            "bankruptcy_price": mark * (1 - 1 / lev), "leverage": float(lev),
-            "maintenance_margin_rate": MMR[lev], "fill_count": 3, "vwap": mark * (1 - slip / 1e4),
-            "filled_notional": notional * (0.97 if path == "market" else 1.0), "order_notional": notional,
-            "slippage_bps": slip, "fill_ratio": 0.97 if path == "market" else 1.0,
-            "time_to_complete_s": ttc, "beyond_bankruptcy_qty": beyond, "shortfall": shortfall,
-            "size_to_depth": s2d,
-            "size_to_depth_bin": "<0.1" if s2d < 0.1 else "0.1-0.5" if s2d < 0.5 else "0.5-1" if s2d < 1 else "1-2",
-        })
-    return pl.DataFrame(rows)
+        filled = qty * (0.97 if path == "market" else 1.0)
+        bankruptcy = mark * (1 - 1 / lev) if sell else mark * (1 + 1 / lev)
+        vwap = mark * (1 - slip / 1e4) if sell else mark * (1 + slip / 1e4)
+        spread = 15.0 if beyond else vwap * 2e-4   # the beyond case reaches past bankruptcy
+        t = T0 + dt.timedelta(minutes=7 * i)
+        for k, price in enumerate((vwap - spread, vwap, vwap + spread)):
+            trade_rows.append(fx.trade(trade_id, t + dt.timedelta(seconds=ttc * (k + 1) / 3), sym, price,
+                                       filled / 3, side, lid))
+            trade_id += 1
+        shortfall = (bankruptcy - (vwap - spread)) * filled / 3 if beyond else 0.0
+        # the fee is capped at the equity left (here: whatever the slippage leaves of the buffer)
+        fee = 0.0 if beyond else min(FEE, MMR[lev] - slip / 1e4 - 5e-4) * filled * mark
+        liq_rows.append(dict(
+            liquidation_id=lid, ts_trigger=t, ts_done=t + dt.timedelta(seconds=ttc), account=acct,
+            symbol=sym, side=side, qty=qty, filled_qty=filled, mark_price=mark,
+            liquidation_price=mark * (1 - 0.5 / lev) if sell else mark * (1 + 0.5 / lev),
+            bankruptcy_price=bankruptcy, path=path, margin_mode="isolated", leverage=float(lev),
+            maintenance_margin_rate=MMR[lev], fee=fee, insurance_fund_delta=fee - shortfall))
+        # the 1 % book depth on the side the order consumes, one second before the trigger
+        depth_notional = notional / s2d
+        depth_rows.append(dict(ts=t - dt.timedelta(seconds=1), symbol=sym,
+                               percentage=-1.0 if sell else 1.0, depth=depth_notional / mark,
+                               notional=depth_notional))
+    # ordinary (non-liquidation) trades: the day's volume
+    for k, sym in enumerate(("BTCUSDT", "ETHUSDT", "BTCUSDT")):
+        trade_rows.append(fx.trade(trade_id, MIDNIGHT + dt.timedelta(hours=1 + k), sym, _mark(sym),
+                                   5.0, "buy", None))
+        trade_id += 1
 
-
-def forced_costs_frame(ex: pl.DataFrame) -> pl.DataFrame:
-    return ex.select(
-        "date", "liquidation_id", "symbol", "path",
-        (FEE + pl.col("slippage_bps") / 1e4).alias("cost_rate"),
-    ).with_columns(
-        (pl.col("cost_rate") * ex["filled_notional"]).alias("equity_lost"),
-        (pl.col("cost_rate") * ex["leverage"]).alias("pct_initial_margin"),
-        (pl.col("cost_rate") / ex["maintenance_margin_rate"]).alias("buffer_share"),
-        (pl.col("cost_rate") / 0.005).alias("margin_steps"),
-    )
-
-
-def metric_frames() -> dict[str, pl.DataFrame]:
-    ex = executions_frame()
-    fc = forced_costs_frame(ex)
-    by_path = ex.group_by("symbol", "path").agg(
-        pl.len().alias("count"), pl.col("filled_notional").sum().alias("notional"),
-        ((pl.col("slippage_bps") * pl.col("filled_notional")).sum() / pl.col("filled_notional").sum())
-        .alias("slippage_bps_wmean"),
-        pl.col("slippage_bps").quantile(0.5).alias("p50"), pl.col("slippage_bps").quantile(0.95).alias("p95"),
-        pl.col("slippage_bps").quantile(0.99).alias("p99"), pl.col("slippage_bps").max().alias("max"),
-        pl.col("slippage_bps").max().alias("es95"), pl.col("fill_ratio").mean(),
-        pl.col("time_to_complete_s").median().alias("ttc_p50_s"),
-        pl.col("time_to_complete_s").max().alias("ttc_p95_s"),
-        (pl.col("beyond_bankruptcy_qty") > 0).mean().alias("beyond_bankruptcy_share"),
-    ).with_columns(pl.lit(DAY).alias("date")).sort("symbol", "path")
-    by_bin = ex.group_by("path", "size_to_depth_bin").agg(
-        pl.len().alias("count"),
-        ((pl.col("slippage_bps") * pl.col("filled_notional")).sum() / pl.col("filled_notional").sum())
-        .alias("slippage_bps_wmean"),
-        pl.col("slippage_bps").quantile(0.95).alias("p95"),
-    ).with_columns(pl.lit(DAY).alias("date")).sort("path", "size_to_depth_bin")
-    fcp = fc.join(ex.select("liquidation_id", "beyond_bankruptcy_qty"), on="liquidation_id").group_by(
-        "symbol", "path").agg(
-        pl.len().alias("count"), pl.col("equity_lost").sum(), pl.col("cost_rate").mean().alias("cost_rate_wmean"),
-        pl.col("cost_rate").max().alias("cost_rate_p95"),
-        pl.col("pct_initial_margin").median().alias("pct_initial_margin_p50"),
-        pl.col("pct_initial_margin").max().alias("pct_initial_margin_p95"),
-        pl.col("buffer_share").median().alias("buffer_share_p50"),
-        pl.col("buffer_share").max().alias("buffer_share_p95"),
-        pl.col("buffer_share").max().alias("buffer_share_max"),
-        (pl.col("beyond_bankruptcy_qty") > 0).sum().alias("beyond_bankruptcy_count"),
-    ).with_columns(pl.lit(DAY).alias("date"))
-    flows = pl.DataFrame({
-        "date": [DAY], "pool": ["main"], "inflow": [21_900.0], "outflow": [1_057.0], "net": [20_843.0],
-        "balance_open": [5_000_000.0], "balance_close": [5_020_843.0], "check_diff": [0.0]})
-    sens_rows = []
-    tiers = {5: (6, 0.10), 10: (5, 0.05), 20: (4, 0.025), 50: (3, 0.01), 100: (2, 0.005)}
-    for sym in ("BTCUSDT", "ETHUSDT"):
-        for lev, (tier, mmr) in tiers.items():
-            for extra in (1, 2, 5, 10):
-                rate = extra / 1e4
-                sens_rows.append({"symbol": sym, "leverage": float(lev), "tier": tier,
-                                  "maintenance_margin_rate": mmr, "extra_bps": float(extra),
-                                  "pct_initial_margin": rate * lev, "buffer_share": rate / mmr,
-                                  "margin_steps": rate / 0.001})
-    ts = [dt.datetime(2026, 11, 5, tzinfo=dt.timezone.utc) + dt.timedelta(minutes=m) for m in range(0, 1440)]
-    balance = pl.DataFrame({"ts": ts, "pool": ["main"] * len(ts),
-                            "balance": [5_000_000.0 + 14.5 * m for m in range(len(ts))]})
+    liquidations = fx.frame("liquidations", liq_rows)
+    net = sum(r["insurance_fund_delta"] for r in liq_rows)
+    minutes = range(0, 1440, 5)
+    insurance_fund = fx.frame("insurance_fund", [
+        dict(ts=MIDNIGHT + dt.timedelta(minutes=m), pool="main", balance=FUND_OPEN + net * m / 1435)
+        for m in minutes])
+    base_mm = dict(open_interest=1.0, long_short_account_ratio=1.0, taker_buy_sell_ratio=1.0)
+    market_metrics = fx.frame("market_metrics", [
+        dict(base_mm, ts=MIDNIGHT + dt.timedelta(hours=23, minutes=55), symbol="BTCUSDT",
+             open_interest_value=400_000_000.0),
+        dict(base_mm, ts=MIDNIGHT + dt.timedelta(hours=23, minutes=55), symbol="ETHUSDT",
+             open_interest_value=56_700_000.0),
+    ])
+    # instruments and tiers: the shared builders, plus the hostile symbol on BTC's terms
+    instruments, tiers = fx.instruments(), fx.risk_tiers()
+    instruments = pl.concat([instruments, instruments.filter(pl.col("symbol") == "BTCUSDT")
+                             .with_columns(pl.lit(HOSTILE_SYMBOL).alias("symbol"))])
+    tiers = pl.concat([tiers, tiers.filter(pl.col("symbol") == "BTCUSDT")
+                       .with_columns(pl.lit(HOSTILE_SYMBOL).alias("symbol"))])
     return {
-        "liquidation_executions": ex, "slippage_by_path": by_path, "slippage_by_depth_bin": by_bin,
-        "forced_costs": fc, "forced_cost_by_path": fcp, "insurance_fund_flows": flows,
-        "margin_sensitivity": pl.DataFrame(sens_rows), "insurance_fund": balance,
+        "liquidations": liquidations, "trades": fx.frame("trades", trade_rows),
+        "book_depth": fx.frame("book_depth", depth_rows), "instruments": instruments,
+        "risk_tiers": tiers, "insurance_fund": insurance_fund, "market_metrics": market_metrics,
     }
 
 
-SUMMARY = [
-    # figure, label, value, baseline, status, threshold
-    ("volume_usdt", "Traded volume", 1_234_567_890.0, 1_100_000_000.0, "green", "amber beyond +-50% of baseline"),
-    ("open_interest_usdt", "Open interest", 456_700_000.0, 450_000_000.0, "green", "amber beyond +-25%"),
-    ("liquidation_count", "Liquidations", 7.0, 3.0, "amber", "amber above 2x baseline, red above 5x"),
-    ("liquidation_notional", "Liquidated notional", 4_369_600.0, 1_500_000.0, "amber", "amber above 2x, red above 5x"),
-    ("liquidation_slippage_p95_bps", "Liquidation slippage p95", 49.43, 12.0, "red", "red above 40 bps"),
-    ("insurance_fund_net", "Insurance fund net", 20_843.0, 15_000.0, "green", "red if negative"),
-    ("beyond_bankruptcy_share", "Fills beyond bankruptcy", 1 / 7, 0.0, "red", "red above 5%"),
-    ("adl_events", "ADL events", 0.0, 0.0, "green", "red above 0"),
-    ("data_quality_failed_checks", "Failed data-quality checks", 1.0, 0.0, "amber", "amber above 0"),
-]
+def metric_frames(liqs=LIQS) -> dict[str, pl.DataFrame]:
+    """The report's frames as the pipeline computes them (pipeline.compute_metrics)."""
+    data = input_frames(liqs)
+    ex = slippage.liquidation_executions(data["liquidations"], data["trades"], data["book_depth"])
+    costs = forced_cost.forced_costs(ex, data["instruments"], data["risk_tiers"])
+    sensitivity = pl.concat(
+        [forced_cost.margin_sensitivity(data["risk_tiers"], symbol, date=DAY)
+         for symbol in data["instruments"]["symbol"].sort().to_list()], how="vertical")
+    return {
+        "liquidation_executions": ex,
+        "slippage_by_path": slippage.slippage_by_path(ex),
+        "slippage_by_depth_bin": slippage.slippage_by_depth_bin(ex),
+        "forced_costs": costs,
+        "forced_cost_by_path": forced_cost.forced_cost_by_path(costs),
+        "insurance_fund_flows": forced_cost.insurance_fund_flows(data["liquidations"],
+                                                                 data["insurance_fund"]),
+        "margin_sensitivity": sensitivity,
+        "insurance_fund": data["insurance_fund"],
+    }
 
 
-def summary_frame(rows=SUMMARY) -> pl.DataFrame:
-    return pl.DataFrame([{"figure": f, "label": lab, "value": v, "baseline": b, "baseline_days": 3,
-                          "status": s, "threshold": t} for f, lab, v, b, s, t in rows])
+DQ_STATUS = "warnings"
+DQ_FAILED_CHECKS = 1.0
+HISTORY_DAYS = (dt.date(2026, 11, 2), dt.date(2026, 11, 3), dt.date(2026, 11, 4))
+HISTORY_SCALE = (0.4, 0.5, 0.6)  # earlier days' figures as a share of today's
 
 
-def history_frame() -> pl.DataFrame:
-    rows = []
-    for i, d in enumerate((dt.date(2026, 11, 2), dt.date(2026, 11, 3), dt.date(2026, 11, 4))):
-        for f, _, v, b, _, _ in SUMMARY:
-            rows.append({"date": d, "figure": f, "value": b * (0.8 + 0.2 * i)})
-    return pl.DataFrame(rows)
+def today_figures(liqs=LIQS) -> dict[str, float]:
+    """summary.venue_day_figures of the fixture day, plus the data-quality figures the pipeline
+    adds (pipeline.build_report)."""
+    data = input_frames(liqs)
+    frames = metric_frames(liqs)
+    figures = summary.venue_day_figures(data["trades"], data["market_metrics"], data["liquidations"],
+                                        data["insurance_fund"], frames["liquidation_executions"],
+                                        frames["forced_costs"])
+    figures["data_quality_status"] = summary.DATA_QUALITY_CODES[DQ_STATUS]
+    figures["data_quality_failed_checks"] = DQ_FAILED_CHECKS
+    return figures
+
+
+def history_frame(figures: dict[str, float] | None = None) -> pl.DataFrame:
+    figures = today_figures() if figures is None else figures
+    rows = [{"date": d, "figure": f, "value": v * k}
+            for d, k in zip(HISTORY_DAYS, HISTORY_SCALE) for f, v in figures.items()
+            if not math.isnan(v)]
+    return pl.DataFrame(rows, schema={"date": pl.Date, "figure": pl.String, "value": pl.Float64})
+
+
+def summary_frame(figures: dict[str, float] | None = None,
+                  history: pl.DataFrame | None = None) -> pl.DataFrame:
+    figures = today_figures() if figures is None else figures
+    return summary.summary_rows(figures, history_frame(figures) if history is None else history)
 
 
 DATA_QUALITY = {
@@ -230,9 +255,8 @@ def make_context(frames=None, summary=None, history=None, key=b"test-key") -> di
 
 
 def empty_frames() -> dict[str, pl.DataFrame]:
-    return {name: f.clear() for name, f in metric_frames().items()
-            if name not in ("margin_sensitivity", "insurance_fund_flows", "insurance_fund")} | {
-        "margin_sensitivity": metric_frames()["margin_sensitivity"]}
+    """A day without liquidations, through the same metric functions."""
+    return metric_frames(liqs=[])
 
 
 def pdf_text(path: Path) -> tuple[int, str]:
@@ -256,24 +280,67 @@ def rendered(tmp_path_factory):
 def test_context_is_json_serializable_and_status_is_worst():
     ctx = make_context()
     json.dumps(ctx, allow_nan=False)
-    assert ctx["overall_status"] == "red"
-    assert ctx["status_counts"] == {"green": 4, "amber": 3, "red": 2}
+    rows = summary_frame()
+    statuses = rows["status"].to_list()
+    assert ctx["overall_status"] == summary.overall_status(rows) == "red"  # max buffer share > 1
+    assert ctx["status_counts"] == {s: statuses.count(s) for s in ("green", "amber", "red")}
     assert ctx["liquidation_count"] == len(LIQS)
     assert ctx["beyond_bankruptcy_count"] == 1
     assert [p["path"] for p in ctx["paths"]] == ["incremental", "auction", "market"]
     # numbers are not rounded in the context
     fig = {f["figure"]: f for f in ctx["figures"]}
-    assert fig["liquidation_slippage_p95_bps"]["value"] == 49.43
+    assert fig["slippage_p95_bps"]["value"] == today_figures()["slippage_p95_bps"]
+    assert fig["slippage_p95_bps"]["value"] == pytest.approx(47.51)  # 21.4 + 0.7 x (58.7 - 21.4)
     # history trend: 3 earlier days + today
     assert [p["date"] for p in ctx["series"]["liquidation_notional_trend"]] == [
         "2026-11-02", "2026-11-03", "2026-11-04", "2026-11-05"]
 
 
+def test_context_reads_the_metric_tables_as_computed():
+    """The per-path table is slippage_by_path's ALL rows, unchanged; every table carries the
+    metric modules' own column names, with numbers (not n/a) where the metric has one."""
+    frames = metric_frames()
+    ctx = make_context(frames=frames)
+    all_rows = frames["slippage_by_path"].filter(pl.col("symbol") == "ALL")
+    assert all_rows.height == len(ctx["paths"])
+    for p in ctx["paths"]:
+        r = all_rows.filter(pl.col("path") == p["path"]).row(0, named=True)
+        for col in ("count", "notional", "slippage_bps_wmean", "slippage_bps_p50", "slippage_bps_p95",
+                    "slippage_bps_max", "fill_ratio", "ttc_p95_s", "beyond_bankruptcy_count"):
+            assert p[col] is not None and p[col] == r[col], (p["path"], col)
+    market = next(p for p in ctx["paths"] if p["path"] == "market")
+    assert market["beyond_bankruptcy_count"] == 1
+    assert market["slippage_bps_max"] == pytest.approx(58.7)
+    # by symbol and path: the ALL roll-ups first, then symbols by notional
+    sbp = ctx["slippage_by_path"]
+    assert [r["symbol"] for r in sbp[:3]] == ["ALL"] * 3
+    assert all(r[c] is not None for r in sbp for c in (
+        "slippage_bps_p50", "slippage_bps_p95", "slippage_bps_p99", "slippage_bps_max",
+        "slippage_bps_es95"))
+    assert all(r["slippage_bps_p95"] is not None for r in ctx["slippage_by_depth_bin"])
+    # forced cost: buffer_exceeded_count is forced_cost_by_path's own count
+    fcp = ctx["forced_cost_by_path"]
+    assert fcp and all(r["buffer_exceeded_count"] is not None for r in fcp)
+    assert sum(r["buffer_exceeded_count"] for r in fcp if r["symbol"] == "ALL") == 1
+    assert [r for r in ctx["worst_forced_costs"]][0]["pct_initial_margin"] == pytest.approx(
+        (58.7 / 1e4) * 100)  # the 100x liquidation beyond bankruptcy: no fee, cost = slippage
+    # sensitivity: margin_sensitivity's initial_margin_share (5 bps at 100x = 5 % of IM)
+    sens = ctx["sensitivity"]
+    assert sens["symbol"] == "BTCUSDT"  # most liquidated notional
+    row100 = next(r for r in sens["rows"] if r["leverage"] == 100.0)
+    cell = next(c for c in row100["cells"] if c["extra_bps"] == 5.0)
+    assert cell["initial_margin_share"] == pytest.approx(0.05)
+    assert "5.0% of initial margin at 100x" in sens["takeaway"]
+
+
 def test_overall_status_green_when_all_green():
-    rows = [(f, lab, v, b, "green", t) for f, lab, v, b, _, t in SUMMARY]
-    assert make_context(summary=summary_frame(rows))["overall_status"] == "green"
-    rows[2] = rows[2][:4] + ("amber",) + rows[2][5:]
-    assert make_context(summary=summary_frame(rows))["overall_status"] == "amber"
+    rows = summary_frame()
+    green = rows.with_columns(pl.lit("green").alias("status"))
+    assert make_context(summary=green)["overall_status"] == "green"
+    one_amber = green.with_columns(
+        pl.when(pl.col("figure") == "liquidation_count").then(pl.lit("amber"))
+        .otherwise(pl.col("status")).alias("status"))
+    assert make_context(summary=one_amber)["overall_status"] == "amber"
 
 
 def test_accounts_are_pseudonymized():
@@ -333,12 +400,21 @@ def test_summary_json(rendered):
     assert data == json.loads(json.dumps(summary_json(ctx)))
     assert data["date"] == "2026-11-05"
     assert data["overall_status"] == "red"
-    assert set(data["figures"]) == {f for f, *_ in SUMMARY}
-    f = data["figures"]["liquidation_slippage_p95_bps"]
-    assert f == {**f, "value": 49.43, "baseline": 12.0, "baseline_days": 3, "status": "red",
-                 "threshold": "red above 40 bps", "display": "49.4 bps"}
-    assert set(data["liquidations"]["by_path"]) == {"incremental", "auction", "market"}
-    assert data["insurance_fund"]["total"]["net"] == 20_843.0
+    rows = {r["figure"]: r for r in summary_frame().iter_rows(named=True)}
+    assert set(data["figures"]) == set(rows)
+    f, r = data["figures"]["slippage_p95_bps"], rows["slippage_p95_bps"]
+    assert f == {**f, "value": r["value"], "baseline": r["baseline"], "baseline_days": 3,
+                 "status": r["status"], "threshold": r["threshold"], "display": "47.5 bps"}
+    f = data["figures"]["max_buffer_share"]
+    assert f["status"] == "red" and f["display"] == format_figure("max_buffer_share", f["value"])
+    by_path = data["liquidations"]["by_path"]
+    assert set(by_path) == {"incremental", "auction", "market"}
+    assert by_path["market"]["count"] == 3 and by_path["market"]["beyond_bankruptcy_count"] == 1
+    assert data["liquidations"]["count"] == len(LIQS)
+    # insurance fund net = the liquidations' insurance_fund_delta (fees in, the shortfall out)
+    net = input_frames()["liquidations"]["insurance_fund_delta"].sum()
+    assert data["insurance_fund"]["total"]["net"] == pytest.approx(net)
+    assert data["insurance_fund"]["total"]["check_diff"] == pytest.approx(0.0, abs=1e-6)
     assert data["data_quality"]["status"] == "warnings"
     assert data["run"]["run_id"] == RUN_META["run_id"]
 
@@ -360,6 +436,15 @@ def test_pdf_content(rendered):
         assert _squash(format_figure(name, fig["value"])) in flat
     for path in ("incremental", "auction", "market"):
         assert path in text
+    # the path table (page 2) and the forced-cost table show the metric tables' numbers
+    for p in ctx["paths"]:
+        row = "".join([p["path"], f"{p['count']:,.0f}", _squash(format_figure("notional", p["notional"])),
+                       f"{p['slippage_bps_wmean']:,.1f}", f"{p['slippage_bps_p50']:,.1f}",
+                       f"{p['slippage_bps_p95']:,.1f}", f"{p['slippage_bps_max']:,.1f}"])
+        assert row in flat, row
+    market = next(r for r in ctx["forced_cost_by_path"]
+                  if r["symbol"] == "ALL" and r["path"] == "market")
+    assert _squash(f"{market['buffer_share_max'] * 100:,.0f}%{market['buffer_exceeded_count']}") in flat
     for sec in methodology_sections([SLIPPAGE_MOD, COST_MOD]):
         assert _squash(sec["title"]) in flat, sec["title"]
     for heading in ("Liquidations and slippage by path", "Forced-execution cost", "Data quality",
@@ -386,8 +471,10 @@ def test_charts_render_for_zero_rows():
 
 
 def test_zero_liquidation_day_renders(tmp_path):
-    rows = [r for r in SUMMARY]
-    ctx = make_context(frames=empty_frames(), summary=summary_frame(rows), history=pl.DataFrame())
+    figures = today_figures(liqs=[])
+    no_history = pl.DataFrame(schema={"date": pl.Date, "figure": pl.String, "value": pl.Float64})
+    ctx = make_context(frames=empty_frames(), summary=summary_frame(figures, no_history),
+                       history=pl.DataFrame())
     assert ctx["liquidation_count"] == 0
     assert ctx["narrative"].startswith("No liquidations on this day.")
     json.dumps(ctx, allow_nan=False)
@@ -416,12 +503,12 @@ def test_missing_frames_and_empty_inputs():
 
 
 def test_hostile_path_name_is_escaped_in_charts_and_html():
-    frames = metric_frames()
-    ex = frames["liquidation_executions"].with_columns(
-        pl.when(pl.col("path") == "market").then(pl.lit(f"market{HOSTILE}$x$")).otherwise(pl.col("path"))
-        .alias("path"))
-    frames["liquidation_executions"] = ex
-    ctx = make_context(frames=frames)
+    hostile = f"market{HOSTILE}$x$"
+    liqs = [(lid, sym, hostile if path == "market" else path, *rest)
+            for lid, sym, path, *rest in LIQS]
+    ctx = make_context(frames=metric_frames(liqs))
+    assert hostile in [p["path"] for p in ctx["paths"]]
     html = render_html(ctx)
     assert "<script>" not in html
+    assert "market&lt;script&gt;" in html
     assert "&lt;script&gt;" in charts.build_charts(ctx)["slippage_distribution"]

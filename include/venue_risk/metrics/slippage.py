@@ -105,6 +105,7 @@ BY_PATH_SCHEMA: dict[str, pl.DataType] = {
     "ttc_p50_s": F64,
     "ttc_p95_s": F64,
     "beyond_bankruptcy_share": F64,
+    "beyond_bankruptcy_count": I64,
     "shortfall": F64,
 }
 
@@ -306,6 +307,7 @@ def _slippage_aggs(weight: pl.Expr) -> list[pl.Expr]:
         pl.when(filled_w > 0)
         .then((pl.col("beyond_bankruptcy_qty") * weight).sum() / filled_w)
         .alias("beyond_bankruptcy_share"),
+        (pl.col("beyond_bankruptcy_qty") > 0).sum().cast(I64).alias("beyond_bankruptcy_count"),
         pl.col("shortfall").sum().alias("shortfall"),
     ]
 
@@ -324,7 +326,8 @@ def slippage_by_path(executions: pl.DataFrame) -> pl.DataFrame:
     liquidations in a group p95 lies above the second largest value, so es95 equals the max.
     fill_ratio = sum(filled_qty) / sum(qty); ttc_p50_s / ttc_p95_s = percentiles of the time to
     complete (seconds, same method); beyond_bankruptcy_share = sum(beyond_bankruptcy_qty) /
-    sum(filled_qty); shortfall = sum of the shortfall drawn on the insurance fund.
+    sum(filled_qty); beyond_bankruptcy_count = liquidations with any fill beyond the bankruptcy
+    price; shortfall = sum of the shortfall drawn on the insurance fund.
 
     The ALL rows pool every symbol's liquidations of a path. Quantities of different symbols are
     not comparable, so there the two ratios are taken in notional at the trigger mark:

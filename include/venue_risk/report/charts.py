@@ -212,7 +212,7 @@ def slippage_by_depth_bin(rows: list[dict]) -> str:
                     x = i - 0.4 + width * (j + 0.5)
                     xs.append(x)
                     ys.append(r["slippage_bps_wmean"])
-                    p95s.append(r.get("p95"))
+                    p95s.append(r.get("slippage_bps_p95"))
                 ax.bar(xs, ys, width=width * 0.92, color=colors[p], label=p, zorder=2)
                 for x, v in zip(xs, p95s):
                     if _finite(v):
@@ -374,7 +374,7 @@ CHARTS = (
 def build_charts(context: dict) -> dict[str, str]:
     """Every chart of the report as {name: svg}, from the report context."""
     series = context.get("series", {})
-    p95 = {r["path"]: r.get("p95") for r in context.get("paths", [])}
+    p95 = {r["path"]: r.get("slippage_bps_p95") for r in context.get("paths", [])}
     charts = {
         "slippage_distribution": slippage_distribution(series.get("liquidations", []), p95),
         "slippage_by_depth_bin": slippage_by_depth_bin(context.get("slippage_by_depth_bin", [])),

@@ -190,25 +190,13 @@ def _rows(frame: pl.DataFrame | None, columns: Iterable[str] | None = None) -> l
     return [{c: _clean(row.get(c)) for c in columns} for row in frame.iter_rows(named=True)]
 
 
-#: Column names the metric modules use -> the names the report reads (applied when the report's
-#: name is absent), so the report reads both spellings.
-COLUMN_ALIASES: dict[str, dict[str, str]] = {
-    "slippage_by_path": {"slippage_bps_p50": "p50", "slippage_bps_p95": "p95", "slippage_bps_p99": "p99",
-                         "slippage_bps_max": "max", "slippage_bps_es95": "es95"},
-    "slippage_by_depth_bin": {"slippage_bps_p95": "p95"},
-    "forced_cost_by_path": {"buffer_exceeded_count": "beyond_bankruptcy_count"},
-    "margin_sensitivity": {"initial_margin_share": "pct_initial_margin"},
-}
 ALL_SYMBOLS = "ALL"
 
 
 def _frame(frames: dict, name: str) -> pl.DataFrame:
+    """The metric table `name` as the metric module produced it (its own column names)."""
     f = frames.get(name)
-    if not isinstance(f, pl.DataFrame):
-        return pl.DataFrame()
-    renames = {a: b for a, b in COLUMN_ALIASES.get(name, {}).items()
-               if a in f.columns and b not in f.columns}
-    return f.rename(renames) if renames else f
+    return f if isinstance(f, pl.DataFrame) else pl.DataFrame()
 
 
 def _all_first(frame: pl.DataFrame, by: str) -> pl.DataFrame:
@@ -232,53 +220,19 @@ def _sum(frame: pl.DataFrame, col: str) -> float:
 
 # -- sections -----------------------------------------------------------------------------------
 
-def _path_summary(executions: pl.DataFrame, by_path: pl.DataFrame) -> list[dict]:
-    """Liquidations per path over all symbols: from the per-liquidation executions when present
-    (so quantiles are over the day's liquidations, not averaged over symbols), else from the
-    per-symbol table (counts and notional summed, quantiles as the worst symbol's)."""
-    if _has(executions, "path", "slippage_bps"):
-        e = executions.with_columns(
-            pl.col("slippage_bps").cast(pl.Float64).fill_nan(None),
-            pl.col("filled_notional").cast(pl.Float64).fill_nan(None).fill_null(0.0)
-            if "filled_notional" in executions.columns else pl.lit(0.0).alias("filled_notional"),
-            (pl.col("beyond_bankruptcy_qty").cast(pl.Float64).fill_null(0.0) > 0)
-            if "beyond_bankruptcy_qty" in executions.columns else pl.lit(False).alias("beyond_bankruptcy_qty"),
-        )
-        agg = [
-            pl.len().alias("count"),
-            pl.col("filled_notional").sum().alias("notional"),
-            ((pl.col("slippage_bps") * pl.col("filled_notional")).sum()
-             / pl.col("filled_notional").filter(pl.col("slippage_bps").is_not_null()).sum())
-            .alias("slippage_bps_wmean"),
-            pl.col("slippage_bps").quantile(0.5, "linear").alias("p50"),
-            pl.col("slippage_bps").quantile(0.95, "linear").alias("p95"),
-            pl.col("slippage_bps").max().alias("max"),
-            pl.col("beyond_bankruptcy_qty").sum().cast(pl.Int64).alias("beyond_bankruptcy_count"),
-        ]
-        if "filled_qty" in executions.columns and "qty" in executions.columns:
-            agg.append((pl.col("filled_qty").cast(pl.Float64).sum()
-                        / pl.col("qty").cast(pl.Float64).sum()).alias("fill_ratio"))
-        if "time_to_complete_s" in executions.columns:
-            agg.append(pl.col("time_to_complete_s").cast(pl.Float64).quantile(0.95, "linear")
-                       .alias("ttc_p95_s"))
-        out = e.group_by("path").agg(agg)
-        rows = _rows(out)
-    elif _has(by_path, "path", "count"):
-        if "symbol" in by_path.columns and (by_path["symbol"] == ALL_SYMBOLS).any():
-            by_path = by_path.filter(pl.col("symbol") == ALL_SYMBOLS)
-        out = by_path.group_by("path").agg(
-            pl.col("count").sum(), pl.col("notional").sum(),
-            ((pl.col("slippage_bps_wmean") * pl.col("notional")).sum() / pl.col("notional").sum())
-            .alias("slippage_bps_wmean"),
-            pl.col("p50").max(), pl.col("p95").max(), pl.col("max").max(),
-            ((pl.col("fill_ratio") * pl.col("count")).sum() / pl.col("count").sum()).alias("fill_ratio"),
-            pl.col("ttc_p95_s").max(),
-            (pl.col("beyond_bankruptcy_share") * pl.col("count")).sum().round(0).cast(pl.Int64)
-            .alias("beyond_bankruptcy_count"),
-        )
-        rows = _rows(out)
-    else:
+#: Columns of the per-path table on page 2 (slippage_by_path's own names).
+PATH_COLUMNS = ["path", "count", "count_filled", "notional", "slippage_bps_wmean", "slippage_bps_p50",
+                "slippage_bps_p95", "slippage_bps_p99", "slippage_bps_max", "slippage_bps_es95",
+                "fill_ratio", "ttc_p50_s", "ttc_p95_s", "beyond_bankruptcy_share",
+                "beyond_bankruptcy_count", "shortfall"]
+
+
+def _path_summary(by_path: pl.DataFrame) -> list[dict]:
+    """Liquidations per path over all symbols: the roll-up rows (symbol 'ALL') of
+    slippage_by_path as the metric module computed them, in the venue's path order."""
+    if not _has(by_path, "symbol", "path"):
         return []
+    rows = _rows(by_path.filter(pl.col("symbol") == ALL_SYMBOLS), PATH_COLUMNS)
     from venue_risk.report.charts import order_paths
 
     rank = {p: i for i, p in enumerate(order_paths(r["path"] for r in rows))}
@@ -320,7 +274,7 @@ def _sensitivity(frame: pl.DataFrame, executions: pl.DataFrame) -> dict:
             "maintenance_margin_rate": _clean(first.get("maintenance_margin_rate")),
             "cells": [{
                 "extra_bps": _clean(x),
-                "pct_initial_margin": _clean(cells[x].get("pct_initial_margin")) if x in cells else None,
+                "initial_margin_share": _clean(cells[x].get("initial_margin_share")) if x in cells else None,
                 "buffer_share": _clean(cells[x].get("buffer_share")) if x in cells else None,
                 "margin_steps": _clean(cells[x].get("margin_steps")) if x in cells else None,
             } for x in extra],
@@ -343,10 +297,10 @@ def _sensitivity_takeaway(symbol: str, extra: list[float], rows: list[dict]) -> 
     steps = c_hi.get("margin_steps")
     steps_txt = f" ({steps:,.1f} margin steps)" if _is_num(steps) else ""
     text = (f"For {symbol}'s tiers, an extra {probe:g} bps ({probe / 100:.2f}%) of forced cost takes "
-            f"{pct(c_hi.get('pct_initial_margin'))} of initial margin at {lev(hi['leverage'])} "
+            f"{pct(c_hi.get('initial_margin_share'))} of initial margin at {lev(hi['leverage'])} "
             f"(tier {hi['tier']}, MMR {pct(hi['maintenance_margin_rate'], 2)}) and consumes "
             f"{pct(c_hi.get('buffer_share'), 0)} of the maintenance buffer{steps_txt}; at "
-            f"{lev(lo['leverage'])} the same cost is {pct(c_lo.get('pct_initial_margin'), 2)} of "
+            f"{lev(lo['leverage'])} the same cost is {pct(c_lo.get('initial_margin_share'), 2)} of "
             f"initial margin and {pct(c_lo.get('buffer_share'), 1)} of the buffer.")
     worst = extra[-1]
     kw = extra.index(worst)
@@ -388,8 +342,8 @@ def _depth_comparison(rows: list[dict]) -> str:
         return ("No size-to-depth bin holds liquidations from two paths today, so paths cannot be "
                 "compared at equal size against the book.")
     _, gap, b, lo, hi = best
-    p95 = (f"; p95 {bps(hi.get('p95'))} vs {bps(lo.get('p95'))}"
-           if _is_num(hi.get("p95")) and _is_num(lo.get("p95")) else "")
+    p95 = (f"; p95 {bps(hi.get('slippage_bps_p95'))} vs {bps(lo.get('slippage_bps_p95'))}"
+           if _is_num(hi.get("slippage_bps_p95")) and _is_num(lo.get("slippage_bps_p95")) else "")
     return (f"At equal size against the book (size-to-depth bin {b}, {best[0]} liquidations), "
             f"{hi['path']} slipped {bps(hi['slippage_bps_wmean'])} on average against "
             f"{bps(lo['slippage_bps_wmean'])} for {lo['path']} ({bps(gap)} apart{p95}).")
@@ -607,7 +561,7 @@ def build_context(date: str | dt.date, venue_name: str, frames: dict[str, pl.Dat
     status_counts = {s: statuses.count(s) for s in STATUS_RANK}
 
     # liquidations and slippage
-    paths = _path_summary(exe, sbp)
+    paths = _path_summary(sbp)
     liq_count = sum(int(p.get("count") or 0) for p in paths)
     liq_notional = sum(float(p.get("notional") or 0) for p in paths)
     beyond_count = sum(int(p.get("beyond_bankruptcy_count") or 0) for p in paths)
@@ -618,17 +572,19 @@ def build_context(date: str | dt.date, venue_name: str, frames: dict[str, pl.Dat
     for r in top_liqs:
         r["account"] = pseudonymize(r.get("account"), key)
     worst = top_liqs[0] if top_liqs else None
-    if worst is None and _has(sbp, "max"):
+    if worst is None and _has(sbp, "slippage_bps_max"):
         w = sbp.filter(pl.col("symbol") != ALL_SYMBOLS) if "symbol" in sbp.columns else sbp
-        w = (w if w.height else sbp).sort("max", descending=True, nulls_last=True).row(0, named=True)
-        worst = {"slippage_bps": _clean(w["max"]), "symbol": w.get("symbol"), "path": w.get("path")}
+        w = (w if w.height else sbp).sort("slippage_bps_max", descending=True, nulls_last=True).row(0, named=True)
+        worst = {"slippage_bps": _clean(w["slippage_bps_max"]), "symbol": w.get("symbol"),
+                 "path": w.get("path")}
 
-    sbp_rows = _top(_all_first(sbp, "notional"), "", ["symbol", "path", "count", "notional", "slippage_bps_wmean",
-                                      "p50", "p95", "p99", "max", "es95", "fill_ratio", "ttc_p50_s",
-                                      "ttc_p95_s", "beyond_bankruptcy_share"])
+    sbp_rows = _top(_all_first(sbp, "notional"), "", [
+        "symbol", "path", "count", "notional", "slippage_bps_wmean", "slippage_bps_p50",
+        "slippage_bps_p95", "slippage_bps_p99", "slippage_bps_max", "slippage_bps_es95", "fill_ratio",
+        "ttc_p50_s", "ttc_p95_s", "beyond_bankruptcy_share", "beyond_bankruptcy_count"])
     if _has(sdb, "path", "size_to_depth_bin"):
         sdb_rows = _rows(sdb.sort(["path", "size_to_depth_bin"]),
-                         ["path", "size_to_depth_bin", "count", "slippage_bps_wmean", "p95"])
+                         ["path", "size_to_depth_bin", "count", "slippage_bps_wmean", "slippage_bps_p95"])
     else:
         sdb_rows = []
 
@@ -637,7 +593,7 @@ def build_context(date: str | dt.date, venue_name: str, frames: dict[str, pl.Dat
                                          "cost_rate_p95", "pct_initial_margin_p50",
                                          "pct_initial_margin_p95", "buffer_share_p50",
                                          "buffer_share_p95", "buffer_share_max",
-                                         "beyond_bankruptcy_count"])
+                                         "buffer_exceeded_count"])
     fc_full = fc
     if _has(fc, "liquidation_id") and _has(exe, "liquidation_id") and "leverage" not in fc.columns:
         extra_cols = [c for c in ("liquidation_id", "leverage", "account", "side") if c in exe.columns]
