@@ -39,9 +39,15 @@ def _quote_path(path: str | Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def load_day(path: Path, day: dt.date, landed: dict[str, str]) -> dict[str, int]:
-    """Replace day `day` of every canonical dataset with its landed Parquet file, in one
-    transaction. Returns the rows now held per dataset for the day."""
+QUARANTINE_DDL = ("CREATE TABLE IF NOT EXISTS quarantine (date DATE NOT NULL, dataset VARCHAR, "
+                  "reason VARCHAR, expectation VARCHAR, source_row BIGINT, record VARCHAR)")
+
+
+def load_day(path: Path, day: dt.date, landed: dict[str, str],
+             quarantine: str | None = None) -> dict[str, int]:
+    """Replace day `day` of every canonical dataset with its (validated) Parquet file, and the
+    day's rows of the `quarantine` table (date, dataset, reason, expectation, source_row, record)
+    with the gate's quarantine file, in one transaction. Returns the rows now held per table."""
     counts: dict[str, int] = {}
     with connect(path, read_only=False) as con:
         con.execute("BEGIN TRANSACTION")
@@ -59,6 +65,14 @@ def load_day(path: Path, day: dt.date, landed: dict[str, str]) -> dict[str, int]
                 counts[dataset] = con.sql(
                     f"SELECT count(*) FROM {dataset} WHERE date = DATE '{day.isoformat()}'"
                 ).fetchall()[0][0]
+            con.execute(QUARANTINE_DDL)
+            con.execute(f"DELETE FROM quarantine WHERE date = DATE '{day.isoformat()}'")
+            if quarantine:
+                con.execute("INSERT INTO quarantine (date, dataset, reason, expectation, source_row, record) "
+                            "SELECT date, dataset, reason, expectation, source_row, record "
+                            f"FROM read_parquet({_quote_path(quarantine)})")
+            counts["quarantine"] = con.sql(
+                f"SELECT count(*) FROM quarantine WHERE date = DATE '{day.isoformat()}'").fetchall()[0][0]
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")

@@ -1,14 +1,14 @@
 """Data-quality gate between landing and the warehouse.
 
-`validate_day` runs the checks on the landed partitions and returns a JSON-serializable result
-({status, checks}); a failed `critical` check raises `DataQualityError`, which stops the day
-before anything is loaded. Today the checks are the schema and type contract plus keys and day
-bounds (`quality.basic`); the Great Expectations suites plug in here as further check modules
-with the same result shape.
+`run_gate` (quality.gate) checks the canonical schema (quality.basic) and runs the Great
+Expectations suite of every dataset (quality.suites); critical failures raise `DataQualityError`
+(nothing is loaded), warnings quarantine the failing rows with the expectation as the reason.
+Importing this package does not import Great Expectations (it is imported when the gate runs).
 """
 
 from __future__ import annotations
 
 from venue_risk.quality.basic import DataQualityError, validate_day
+from venue_risk.quality.gate import run_gate
 
-__all__ = ["DataQualityError", "validate_day"]
+__all__ = ["DataQualityError", "run_gate", "validate_day"]

@@ -21,9 +21,15 @@ class DataQualityError(RuntimeError):
     def __init__(self, result: dict):
         self.result = result
         failed = [c for c in result["checks"] if c["severity"] == "critical" and c["failed_count"]]
-        lines = "; ".join(f"{c['dataset']}: {c['check']} failed for {c['failed_count']} row(s), "
-                          f"e.g. {c['example']}" for c in failed)
-        super().__init__(f"data quality gate failed for {result['date']}: {lines}")
+        self.failed = failed
+        lines = "; ".join(
+            f"{c['dataset']}: expectation '{c['check']}'"
+            + (f" [{c['expectation']}]" if c.get("expectation") else "")
+            + f" failed for {c['failed_count']} row(s)"
+            + (f", e.g. {str(c['example'])[:200]}" if c.get("example") else "")
+            for c in failed)
+        super().__init__(f"data quality gate failed for {result['date']} "
+                         f"({len(failed)} critical expectation(s) failed; nothing loaded): {lines}")
 
 
 def check_dataset(dataset: str, frame: pl.DataFrame, day: dt.date) -> list[dict]:

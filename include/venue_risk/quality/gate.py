@@ -1,0 +1,133 @@
+"""The data-quality gate of a landed day: canonical schema check (Polars), then the Great
+Expectations suites (`quality.suites`), then the split of every dataset into validated rows and
+quarantined rows.
+
+Outputs, under the data folder:
+
+- `quality/date=D/validation.json`: {date, status, checks, quarantined, row_counts, validated,
+  quarantine} (status passed / warnings / failed; `quarantined` = [{dataset, reason,
+  expectation, rows}]; `row_counts` = landed rows per dataset, the volume history of later days);
+- `quality/date=D/gx_results.json`: the GX validation results per dataset (row lists cut to 20);
+- `validated/<dataset>/date=D/data.parquet`: the good rows, in canonical order (sorted by the
+  day column and keys: row order in the input is not a contract);
+- `quarantine/<dataset>/date=D/data.parquet`: the bad rows with `reason`, `expectation` and
+  `source_row`; `quarantine/date=D/quarantine.parquet`: all of them in one shape
+  (date, dataset, reason, expectation, source_row, record JSON) for the warehouse table.
+
+A critical failure raises `DataQualityError` after writing validation.json and the GX results,
+and writes neither validated nor quarantine partitions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+
+import polars as pl
+
+from venue_risk.atomic import write_json_atomic, write_parquet_atomic
+from venue_risk.quality.basic import DataQualityError, check_dataset
+from venue_risk.schema import DATASETS
+
+QUARANTINE_SCHEMA = {"date": pl.Date, "dataset": pl.String, "reason": pl.String,
+                     "expectation": pl.String, "source_row": pl.Int64, "record": pl.String}
+
+
+def partition(root: Path, dataset: str, day: dt.date) -> Path:
+    return Path(root) / dataset / f"date={day.isoformat()}" / "data.parquet"
+
+
+def sort_columns(dataset: str) -> list[str]:
+    spec = DATASETS[dataset]
+    cols = [c for c in ([spec.day_column] if spec.day_column else []) + list(spec.keys)]
+    if dataset == "api_requests":
+        cols += ["key_id", "endpoint", "method", "source_ip", "status", "latency_ms"]
+    out: list[str] = []
+    for c in cols:
+        if c and c not in out:
+            out.append(c)
+    return out
+
+
+def run_gate(day: dt.date, landed: dict[str, str], data_root: Path) -> dict:
+    """Validate the landed day and write the outputs above. Returns validation.json's content;
+    raises DataQualityError on a critical failure."""
+    from venue_risk.quality.suites import run_suites, volume_bands
+
+    started = time.perf_counter()
+    data_root = Path(data_root)
+    qdir = data_root / "quality" / f"date={day.isoformat()}"
+    checks: list[dict] = []
+    frames: dict[str, pl.DataFrame] = {}
+    row_counts: dict[str, int] = {}
+    for dataset in DATASETS:
+        if dataset not in landed:
+            checks.append({"dataset": dataset, "check": "dataset present", "severity": "critical",
+                           "expectation": "landed partition", "failed_count": 1,
+                           "example": "no landed partition"})
+            continue
+        frame = pl.read_parquet(Path(landed[dataset]))
+        row_counts[dataset] = frame.height
+        schema_check = check_dataset(dataset, frame, day)[0]  # schema and types only
+        checks.append(schema_check | {"expectation": "canonical Polars schema"})
+        if not schema_check["failed_count"]:
+            frames[dataset] = frame
+    gx_checks, bad_rows, gx_results = run_suites(
+        day, frames, volume_bands(data_root / "quality", day))
+    checks += gx_checks
+    failed_critical = any(c["failed_count"] and c["severity"] == "critical" for c in checks)
+    failed_warning = any(c["failed_count"] and c["severity"] == "warning" for c in checks)
+    status = "failed" if failed_critical else ("warnings" if failed_warning else "passed")
+    quarantined = []
+    for dataset, rows in bad_rows.items():
+        counts: dict[str, int] = {}
+        for reason in rows.values():
+            counts[reason] = counts.get(reason, 0) + 1
+        kinds = {c["check"]: c["expectation"] for c in gx_checks if c["dataset"] == dataset}
+        quarantined += [{"dataset": dataset, "reason": r, "expectation": kinds.get(r, ""), "rows": n}
+                        for r, n in sorted(counts.items())]
+    result = {"date": day.isoformat(), "status": status, "checks": checks,
+              "quarantined": quarantined, "row_counts": row_counts,
+              "engine": "great_expectations (ephemeral context, pandas datasource)"}
+    write_json_atomic(gx_results, qdir / "gx_results.json")
+    if failed_critical:
+        result["seconds"] = round(time.perf_counter() - started, 3)
+        write_json_atomic(result, qdir / "validation.json")
+        raise DataQualityError(result)
+
+    validated: dict[str, str] = {}
+    parts: list[pl.DataFrame] = []
+    for dataset, frame in frames.items():
+        rows = bad_rows.get(dataset) or {}
+        indexed = frame.with_row_index("source_row")
+        if rows:
+            flags = pl.DataFrame({"source_row": list(rows), "reason": list(rows.values())},
+                                 schema={"source_row": pl.UInt32, "reason": pl.String})
+            indexed = indexed.join(flags, on="source_row", how="left", maintain_order="left")
+        else:
+            indexed = indexed.with_columns(pl.lit(None, pl.String).alias("reason"))
+        good = indexed.filter(pl.col("reason").is_null()).drop("source_row", "reason")
+        good = good.sort(sort_columns(dataset), maintain_order=True, nulls_last=True)
+        validated[dataset] = str(write_parquet_atomic(good, partition(data_root / "validated", dataset, day)))
+        bad_path = partition(data_root / "quarantine", dataset, day)
+        if rows:
+            kinds = {q["reason"]: q["expectation"] for q in quarantined if q["dataset"] == dataset}
+            bad = indexed.filter(pl.col("reason").is_not_null()).with_columns(
+                pl.col("source_row").cast(pl.Int64),
+                pl.col("reason").replace_strict(kinds, default="", return_dtype=pl.String).alias("expectation"))
+            write_parquet_atomic(bad, bad_path)
+            record = bad.select(pl.struct(frame.columns).struct.json_encode()).to_series()
+            parts.append(pl.DataFrame({
+                "date": [day] * bad.height, "dataset": [dataset] * bad.height,
+                "reason": bad["reason"], "expectation": bad["expectation"],
+                "source_row": bad["source_row"], "record": record}, schema=QUARANTINE_SCHEMA))
+        elif bad_path.exists():
+            bad_path.unlink()  # a rerun after a fix leaves no stale quarantine behind
+    combined = pl.concat(parts) if parts else pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    quarantine_file = write_parquet_atomic(
+        combined, data_root / "quarantine" / f"date={day.isoformat()}" / "quarantine.parquet")
+    result |= {"validated": validated, "quarantine": str(quarantine_file),
+               "seconds": round(time.perf_counter() - started, 3)}
+    write_json_atomic(result, qdir / "validation.json")
+    return result
