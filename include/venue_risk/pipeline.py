@@ -14,20 +14,11 @@ from pathlib import Path
 from typing import Callable
 
 import venue_risk
-from venue_risk.atomic import write_json_atomic, write_parquet_atomic
+from venue_risk.atomic import write_atomic, write_json_atomic, write_parquet_atomic
+from venue_risk.metric_jobs import METRIC_TABLES
 from venue_risk.schema import DATASET_NAMES
 from venue_risk.settings import Settings
 
-METRIC_TABLES = (
-    "liquidation_executions",
-    "slippage_by_path",
-    "slippage_by_depth_bin",
-    "forced_costs",
-    "forced_cost_by_path",
-    "insurance_fund_flows",
-    "margin_sensitivity",
-    "venue_figures",
-)
 
 
 def as_date(day: str | dt.date) -> dt.date:
@@ -71,26 +62,35 @@ def quality_dir(settings: Settings, day: dt.date) -> Path:
 
 
 def validate(day: str | dt.date, extracted: list[dict], settings: Settings) -> dict:
-    """Run the data-quality gate on the landed day; the result is kept beside the data (and
-    copied beside the report). Raises DataQualityError on a critical failure."""
-    from venue_risk.quality import DataQualityError, validate_day
+    """Run the data-quality gate (Great Expectations suites) on the landed day. Writes
+    data/quality/date=D/validation.json and gx_results.json (copied beside the report), the
+    validated partitions and the quarantine. Raises DataQualityError on a critical failure."""
+    from venue_risk.quality import run_gate
 
     day = as_date(day)
-    out = quality_dir(settings, day) / "validation.json"
-    try:
-        result = validate_day(day, landed_paths(extracted))
-    except DataQualityError as exc:
-        write_json_atomic(exc.result, out)
-        raise
-    write_json_atomic(result, out)
-    return {"status": result["status"], "path": str(out)}
+    result = run_gate(day, landed_paths(extracted), settings.paths.data)
+    return {"status": result["status"], "path": str(quality_dir(settings, day) / "validation.json"),
+            "quarantined": sum(q["rows"] for q in result["quarantined"])}
 
 
 def load(day: str | dt.date, extracted: list[dict], settings: Settings) -> dict:
-    """Replace the day in the warehouse (one transaction)."""
+    """Replace the day in the warehouse (one transaction): the validated partitions and the
+    quarantined rows of the gate's run (validation.json), never the raw landing."""
+    import json
+
+    from venue_risk.quality import DataQualityError
     from venue_risk.warehouse import load_day
 
-    return load_day(settings.paths.warehouse, as_date(day), landed_paths(extracted))
+    day = as_date(day)
+    path = quality_dir(settings, day) / "validation.json"
+    try:
+        validation = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RuntimeError(f"no validation of {day} at {path}: run the validate stage first") from None
+    if validation.get("status") == "failed" or "validated" not in validation:
+        raise DataQualityError(validation)
+    return load_day(settings.paths.warehouse, day, validation["validated"],
+                    quarantine=validation.get("quarantine"))
 
 
 def metrics_dir(settings: Settings, day: dt.date) -> Path:
@@ -98,40 +98,16 @@ def metrics_dir(settings: Settings, day: dt.date) -> Path:
 
 
 def compute_metrics(day: str | dt.date, settings: Settings) -> dict[str, str]:
-    """Read the day from the warehouse (read-only, via Arrow), compute every metric table and
-    write each as Parquet; returns {table: path}."""
-    import polars as pl
-
-    from venue_risk.metrics import forced_cost, slippage, summary
-    from venue_risk.warehouse import connect, read_day
+    """Read the day and its baselines from the warehouse (read-only, via Arrow), compute every
+    metric table (venue_risk.metric_jobs) and write each as Parquet; returns {table: path}."""
+    from venue_risk.metric_jobs import compute_all
+    from venue_risk.warehouse import connect
 
     day = as_date(day)
     with connect(settings.paths.warehouse, read_only=True) as con:
-        data = {name: read_day(con, name, day) for name in (
-            "instruments", "risk_tiers", "trades", "liquidations", "book_depth",
-            "market_metrics", "insurance_fund")}
-    executions = slippage.liquidation_executions(data["liquidations"], data["trades"], data["book_depth"])
-    costs = forced_cost.forced_costs(executions, data["instruments"], data["risk_tiers"])
-    sensitivity = pl.concat(
-        [forced_cost.margin_sensitivity(data["risk_tiers"], symbol)
-         for symbol in data["instruments"]["symbol"].sort().to_list()], how="vertical")
-    figures = summary.venue_day_figures(data["trades"], data["market_metrics"], data["liquidations"],
-                                        data["insurance_fund"], executions, costs)
-    tables = {
-        "liquidation_executions": executions,
-        "slippage_by_path": slippage.slippage_by_path(executions),
-        "slippage_by_depth_bin": slippage.slippage_by_depth_bin(executions),
-        "forced_costs": costs,
-        "forced_cost_by_path": forced_cost.forced_cost_by_path(costs),
-        "insurance_fund_flows": forced_cost.insurance_fund_flows(data["liquidations"], data["insurance_fund"]),
-        "margin_sensitivity": sensitivity,
-        "venue_figures": pl.DataFrame({"figure": list(figures), "value": [float(v) for v in figures.values()]}),
-    }
-    out: dict[str, str] = {}
-    for name, frame in tables.items():
-        frame = _with_date(frame, day)
-        out[name] = str(write_parquet_atomic(frame, metrics_dir(settings, day) / f"{name}.parquet"))
-    return out
+        tables = compute_all(con, day, settings.baseline_days)
+    return {name: str(write_parquet_atomic(_with_date(frame, day), metrics_dir(settings, day) / f"{name}.parquet"))
+            for name, frame in tables.items()}
 
 
 def _with_date(frame, day: dt.date):
@@ -162,13 +138,14 @@ def build_report(day: str | dt.date, extracted: list[dict], settings: Settings,
 
     import polars as pl
 
-    from venue_risk.metrics import forced_cost, slippage, summary
+    from venue_risk.metrics import crowding, drift, forced_cost, index_integrity, slippage, summary
     from venue_risk.report import build_context, methodology_sections, render_report
     from venue_risk.warehouse import connect, read_day, read_history
 
     day = as_date(day)
     with connect(settings.paths.warehouse, read_only=True) as con:
         frames = {name: read_day(con, name, day) for name in METRIC_TABLES}
+        frames["crowding_history"] = read_history(con, "crowding", day, settings.baseline_days)
         frames["insurance_fund"] = read_day(con, "insurance_fund", day)
         history = read_history(con, "venue_figures", day, settings.baseline_days)
     validation = json.loads((quality_dir(settings, day) / "validation.json").read_text())
@@ -195,7 +172,7 @@ def build_report(day: str | dt.date, extracted: list[dict], settings: Settings,
         frames=frames,
         summary_rows=rows,
         history=history,
-        methodology=methodology_sections([slippage, forced_cost, summary]),
+        methodology=methodology_sections([slippage, forced_cost, crowding, index_integrity, drift, summary]),
         run_meta=run_meta,
         data_quality=data_quality,
         pseudonymize_key=None,
@@ -203,6 +180,9 @@ def build_report(day: str | dt.date, extracted: list[dict], settings: Settings,
     out = report_dir(settings, day)
     paths = render_report(context, out)
     write_json_atomic(validation, out / "validation.json")
+    gx_results = quality_dir(settings, day) / "gx_results.json"
+    if gx_results.exists():
+        write_atomic(out / "gx_results.json", lambda tmp: tmp.write_bytes(gx_results.read_bytes()))
     return {k: str(v) for k, v in paths.items()} | {"status": context["overall_status"]}
 
 

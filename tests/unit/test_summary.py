@@ -103,7 +103,7 @@ def test_summary_rows_without_history(figures):
     assert r["slippage_p95_bps"]["status"] == "amber"
     assert r["slippage_p95_bps"]["threshold"] == "red if > 150; amber if > 50; no baseline yet"
     assert r["max_buffer_share"]["status"] == "red"
-    assert r["max_buffer_share"]["threshold"] == "red if > 1; amber if > 0.5"
+    assert r["max_buffer_share"]["threshold"] == "red if > 2; amber if > 1"
     assert r["insurance_fund_net"]["status"] == "green"
     assert r["insurance_fund_net"]["threshold"] == "red if < -5% of the opening balance; amber if < 0"
     assert r["adl_events"]["status"] == "green"
@@ -181,3 +181,24 @@ def test_every_default_rule_has_a_label():
     assert set(summary.DEFAULT_THRESHOLDS) <= set(summary.FIGURE_LABELS)
     assert set(summary.HEADLINE_FIGURES) <= set(summary.FIGURE_LABELS)
     assert summary.METHOD == summary.__doc__
+
+
+def test_market_day_figures_from_metric_tables():
+    tables = {
+        "crowding": pl.DataFrame({"symbol": ["A", "B", "C"], "crowded": [True, False, True],
+                                  "crowded_and_vol_rising": [False, False, True]}),
+        "index_gap_summary": pl.DataFrame({"max_abs_gap_bps": [0.0, 0.04]}),
+        "exclusion_windows": pl.DataFrame({"source": ["okx", "kraken"]}),
+        "broken_source_counterfactual": pl.DataFrame({"cf_move_bps": [-480.0, 120.0],
+                                                      "published_move_bps": [0.02, 0.0]}),
+        "single_source_sensitivity": pl.DataFrame({"worst_move_bps": [35.0, 12.0],
+                                                   "positions_crossed": [3, 0]}),
+        "mark_basis": pl.DataFrame({"basis_abs_p99_bps": [4.0, 9.5]}),
+        "feature_drift": pl.DataFrame({"drifted": [False, True, None]}),
+    }
+    f = summary.market_day_figures(tables)
+    assert f == {"crowded_symbols": 2.0, "crowded_vol_rising_symbols": 1.0, "index_max_gap_bps": 0.04,
+                 "index_source_exclusions": 2.0, "broken_source_cf_move_bps": 480.0,
+                 "broken_source_published_move_bps": 0.02, "single_source_worst_move_bps": 35.0,
+                 "single_source_positions_crossed": 3.0, "mark_basis_p99_bps": 9.5, "drifted_features": 1.0}
+    assert summary.market_day_figures({})["crowded_symbols"] == 0.0

@@ -48,6 +48,16 @@ FIGURE_LABELS: dict[str, str] = {
     "max_buffer_share": "Max maintenance buffer consumed (x buffer)",
     "data_quality_status": "Data quality (0 passed, 1 warnings, 2 failed)",
     "data_quality_failed_checks": "Data-quality checks failed (count)",
+    "crowded_symbols": "Crowded symbols (count)",
+    "crowded_vol_rising_symbols": "Crowded with volatility rising (count)",
+    "index_max_gap_bps": "Index gap, published vs rule, max (bps)",
+    "index_source_exclusions": "Index source exclusions (windows)",
+    "broken_source_cf_move_bps": "Index move a broken source would have caused (bps)",
+    "broken_source_published_move_bps": "Index move a broken source caused (bps)",
+    "single_source_worst_move_bps": "Worst single-source index move (bps)",
+    "single_source_positions_crossed": "Positions one source could liquidate (count)",
+    "mark_basis_p99_bps": "Mark basis p99 (bps)",
+    "drifted_features": "Drifted features (count)",
 }
 
 #: Figures shown on page one, in order (a figure absent from today's figures is skipped).
@@ -63,6 +73,16 @@ HEADLINE_FIGURES: tuple[str, ...] = (
     "adl_events",
     "slippage_p95_bps",
     "max_buffer_share",
+    "crowded_symbols",
+    "crowded_vol_rising_symbols",
+    "index_max_gap_bps",
+    "index_source_exclusions",
+    "broken_source_cf_move_bps",
+    "broken_source_published_move_bps",
+    "single_source_worst_move_bps",
+    "single_source_positions_crossed",
+    "mark_basis_p99_bps",
+    "drifted_features",
     "data_quality_status",
     "data_quality_failed_checks",
 )
@@ -102,7 +122,20 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, Any]] = {
     # Execution quality of liquidations.
     "slippage_p95_bps": {"above": (50.0, 150.0), "ratio_above": (2.0, 4.0),
                          "if_missing": _NO_LIQUIDATIONS},
-    "max_buffer_share": {"above": (0.5, 1.0), "if_missing": _NO_LIQUIDATIONS},
+    # Consuming the whole maintenance buffer (1.0) is the normal end of a liquidation whose fee
+    # takes the equity left; above 1 the fills went beyond bankruptcy and the fund paid.
+    "max_buffer_share": {"above": (1.0, 2.0), "if_missing": _NO_LIQUIDATIONS},
+    # Market side (DESIGN 4.3-4.5).
+    "crowded_symbols": {"above": (0, 2)},
+    "crowded_vol_rising_symbols": {"above": (None, 0)},
+    "index_max_gap_bps": {"above": (0.1, 1.0)},
+    "index_source_exclusions": {"above": (0, None)},
+    "broken_source_cf_move_bps": {"above": (0.0, None)},
+    "broken_source_published_move_bps": {"above": (0.1, 1.0)},
+    "single_source_worst_move_bps": {"above": (50.0, 200.0)},
+    "single_source_positions_crossed": {"above": (0, 10)},
+    "mark_basis_p99_bps": {"above": (25.0, 50.0)},
+    "drifted_features": {"above": (0, 2)},
     # Data quality: warnings are amber, a failed gate is red.
     "data_quality_status": {"above": (0.0, 1.0)},
     "data_quality_failed_checks": {"above": (0, None)},
@@ -174,6 +207,49 @@ def venue_day_figures(trades: pl.DataFrame, market_metrics: pl.DataFrame,
     share = costs["buffer_share"].drop_nulls().drop_nans()
     figures["max_buffer_share"] = _num(share.max()) if share.len() else math.nan
     return figures
+
+
+def market_day_figures(tables: dict[str, pl.DataFrame]) -> dict[str, float]:
+    """Headline figures of the market-side families, from their metric tables.
+
+    crowded_symbols / crowded_vol_rising_symbols = symbols flagged crowded /
+    crowded_and_vol_rising; index_max_gap_bps = largest |published - recomputed| index gap;
+    index_source_exclusions = excluded windows (stale or outlier) over all sources;
+    broken_source_cf_move_bps = the largest index move an excluded outlier source would have
+    caused had the rule kept it (0 if none); broken_source_published_move_bps = the move it
+    actually caused; single_source_worst_move_bps / single_source_positions_crossed = the
+    largest move dropping or corrupting one source could cause and the isolated positions it
+    would push across their liquidation price; mark_basis_p99_bps = largest per-symbol p99 of
+    |mark - index| / index; drifted_features = features whose distribution drifted.
+    """
+    def col_max(name: str, col: str, absolute: bool = True) -> float:
+        frame = tables.get(name)
+        if frame is None or frame.height == 0 or col not in frame.columns:
+            return 0.0
+        series = frame[col].cast(pl.Float64).drop_nulls().drop_nans()
+        if absolute:
+            series = series.abs()
+        return float(series.max()) if series.len() else 0.0
+
+    def count_true(name: str, col: str) -> float:
+        frame = tables.get(name)
+        if frame is None or frame.height == 0 or col not in frame.columns:
+            return 0.0
+        return float(frame[col].fill_null(False).sum())
+
+    windows = tables.get("exclusion_windows")
+    return {
+        "crowded_symbols": count_true("crowding", "crowded"),
+        "crowded_vol_rising_symbols": count_true("crowding", "crowded_and_vol_rising"),
+        "index_max_gap_bps": col_max("index_gap_summary", "max_abs_gap_bps"),
+        "index_source_exclusions": float(windows.height if windows is not None else 0),
+        "broken_source_cf_move_bps": col_max("broken_source_counterfactual", "cf_move_bps"),
+        "broken_source_published_move_bps": col_max("broken_source_counterfactual", "published_move_bps"),
+        "single_source_worst_move_bps": col_max("single_source_sensitivity", "worst_move_bps"),
+        "single_source_positions_crossed": col_max("single_source_sensitivity", "positions_crossed"),
+        "mark_basis_p99_bps": col_max("mark_basis", "basis_abs_p99_bps"),
+        "drifted_features": count_true("feature_drift", "drifted"),
+    }
 
 
 def _baseline(history: pl.DataFrame, figure: str, days: int) -> tuple[float | None, int]:

@@ -1,0 +1,118 @@
+"""The metric stage: read one day (and the trailing history it needs) from the warehouse,
+run every metric family, and return the tables to store per date.
+
+Each family is a function of frames only; this module is the one place that knows which
+warehouse tables feed which family and which stored metric table serves as whose baseline.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import polars as pl
+
+from venue_risk.warehouse import read_day, read_history, table_exists
+
+INPUTS = ("instruments", "risk_tiers", "trades", "order_events", "liquidations", "book_depth",
+          "market_metrics", "insurance_fund", "funding", "mark_index", "index_components",
+          "positions_eod")
+
+#: Stored metric tables, in the order they are computed.
+METRIC_TABLES = (
+    "liquidation_executions", "slippage_by_path", "slippage_by_depth_bin", "forced_costs",
+    "forced_cost_by_path", "insurance_fund_flows", "margin_sensitivity",
+    "crowding", "index_gap_summary", "source_exclusions", "exclusion_windows",
+    "single_source_sensitivity", "broken_source_counterfactual", "mark_basis",
+    "mark_lag_by_vol_bucket", "feature_samples", "feature_drift", "fill_quality_by_vol_bucket",
+    "venue_figures",
+)
+
+
+def read_inputs(con: duckdb.DuckDBPyConnection, day: dt.date) -> dict[str, pl.DataFrame]:
+    """The day's canonical datasets, plus the last minute of the previous day's index
+    components (so a source's age is known from the first second of the day)."""
+    data = {name: read_day(con, name, day) for name in INPUTS}
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)
+    data["prev_index_components"] = con.sql(
+        f"SELECT * EXCLUDE (date) FROM index_components WHERE date = DATE '{day - dt.timedelta(days=1)}' "
+        f"AND received_ts >= TIMESTAMPTZ '{(start - dt.timedelta(minutes=1)).isoformat()}'"
+    ).pl()
+    return data
+
+
+def read_baselines(con: duckdb.DuckDBPyConnection, day: dt.date, days: int) -> dict[str, pl.DataFrame]:
+    """Earlier days' rows of the metric tables that serve as trailing baselines."""
+    return {name: read_history(con, name, day, days) if table_exists(con, name) else pl.DataFrame()
+            for name in ("crowding", "feature_samples")}
+
+
+def liquidation_tables(data: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """DESIGN 4.1 and 4.2: slippage per path and forced-execution cost."""
+    from venue_risk.metrics import forced_cost, slippage
+
+    executions = slippage.liquidation_executions(data["liquidations"], data["trades"], data["book_depth"])
+    costs = forced_cost.forced_costs(executions, data["instruments"], data["risk_tiers"])
+    sensitivity = pl.concat(
+        [forced_cost.margin_sensitivity(data["risk_tiers"], symbol)
+         for symbol in data["instruments"]["symbol"].sort().to_list()], how="vertical")
+    return {
+        "liquidation_executions": executions,
+        "slippage_by_path": slippage.slippage_by_path(executions),
+        "slippage_by_depth_bin": slippage.slippage_by_depth_bin(executions),
+        "forced_costs": costs,
+        "forced_cost_by_path": forced_cost.forced_cost_by_path(costs),
+        "insurance_fund_flows": forced_cost.insurance_fund_flows(data["liquidations"], data["insurance_fund"]),
+        "margin_sensitivity": sensitivity,
+    }
+
+
+def market_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFrame],
+                  executions: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """DESIGN 4.3 (crowding), 4.4 (index and mark integrity) and 4.5 (drift)."""
+    from venue_risk.metrics import crowding, drift, index_integrity as ii
+
+    prev = data["prev_index_components"]
+    recomputed, status = ii.recompute_index_and_status(
+        data["index_components"], data["instruments"], data["mark_index"],
+        prev_index_components=prev if prev.height else None)
+    daily = crowding.funding_vol_daily(data["funding"], data["mark_index"], data["market_metrics"],
+                                       data["instruments"])
+    samples = drift.feature_samples(data["trades"], data["order_events"], data["mark_index"],
+                                    data["book_depth"], data["positions_eod"], executions)
+    return {
+        "crowding": crowding.crowding_scores(daily, baselines["crowding"]),
+        "index_gap_summary": ii.index_gap_summary(recomputed),
+        "source_exclusions": ii.source_exclusions(status),
+        "exclusion_windows": ii.exclusion_windows(status),
+        "single_source_sensitivity": ii.single_source_sensitivity(
+            data["index_components"], data["instruments"], data["mark_index"], data["positions_eod"],
+            data["risk_tiers"]),
+        "broken_source_counterfactual": ii.broken_source_counterfactual(
+            data["index_components"], data["instruments"], data["mark_index"], status,
+            positions_eod=data["positions_eod"], risk_tiers=data["risk_tiers"]),
+        "mark_basis": ii.mark_basis(data["mark_index"]),
+        "mark_lag_by_vol_bucket": ii.mark_lag_by_vol_bucket(data["mark_index"], data["trades"]),
+        "feature_samples": samples,
+        "feature_drift": drift.feature_drift(
+            samples, baselines["feature_samples"] if baselines["feature_samples"].height else samples.clear()),
+        "fill_quality_by_vol_bucket": drift.fill_quality_by_vol_bucket(data["trades"], data["mark_index"]),
+    }
+
+
+def compute_all(con: duckdb.DuckDBPyConnection, day: dt.date, baseline_days: int) -> dict[str, pl.DataFrame]:
+    """Every metric table for `day`, including `venue_figures` (the day's headline figures in
+    long form: figure, value), which later days read as their baseline."""
+    from venue_risk.metrics import summary
+
+    data = read_inputs(con, day)
+    baselines = read_baselines(con, day, baseline_days)
+    tables = liquidation_tables(data)
+    tables |= market_tables(data, baselines, tables["liquidation_executions"])
+    figures = summary.venue_day_figures(data["trades"], data["market_metrics"], data["liquidations"],
+                                        data["insurance_fund"], tables["liquidation_executions"],
+                                        tables["forced_costs"])
+    figures |= summary.market_day_figures(tables)
+    tables["venue_figures"] = pl.DataFrame({"figure": list(figures),
+                                            "value": [float(v) for v in figures.values()]})
+    return {name: tables[name] for name in METRIC_TABLES}
