@@ -12,7 +12,15 @@ continues from it (byte-identical to a single longer run: each day's randomness 
 Incidents: `incidents=None` uses the default plan anchored at the venue's genesis (demo: a stale
 index source on ETHUSDT on day 2, a BTCUSDT volatility shock with a liquidation cluster in thin
 books on day 4; tiny: the same kinds on days 0 and 1). Explicit `Incident`s take a date, or an
-int day offset from `start`. See `incidents.py` to add a kind.
+int day offset from `start`. Kinds and their params: `incidents.py` (stale_index_source,
+broken_index_source, crowded_funding (multi-day), volatility_shock); see there to add a kind.
+
+    random_plan(scale, start, days, seed, kinds=(...), per_kind=2) -> list[Incident]
+    read_truth(out, day) -> list[dict]  (day=None: every simulated day, in date order)
+
+`random_plan` places `per_kind` incidents of each kind at seeded days, times and symbols (dates,
+not offsets: the plan means the same in a split run). Truth records:
+{kind, symbol, start, end (ISO-8601 UTC), source, accounts, details}.
 
 Conventions (what the files mean):
 - positions_eod: flat positions are omitted; it equals `positions.apply_fills(previous day's
@@ -41,9 +49,29 @@ import os
 from pathlib import Path
 
 from venue_risk.simulate.config import SCALES, Scale
-from venue_risk.simulate.incidents import REGISTRY, Incident, default_plan
+from venue_risk.simulate.incidents import ALL_KINDS, REGISTRY, Incident, default_plan, random_plan
 
-__all__ = ["simulate", "SCALES", "Incident", "REGISTRY", "day_dates"]
+__all__ = ["simulate", "SCALES", "Incident", "REGISTRY", "ALL_KINDS", "day_dates", "random_plan",
+           "read_truth"]
+
+
+def read_truth(out: Path, day: dt.date | None = None) -> list[dict]:
+    """The ground-truth incident records of `day` (`<out>/_truth/date=.../incidents.json`); with
+    day=None, those of every simulated day in date order. A day that was not simulated raises
+    FileNotFoundError."""
+    import json
+
+    root = Path(out) / "_truth"
+    if day is None:
+        files = sorted(root.glob("date=*/incidents.json"))
+    else:
+        if isinstance(day, str):
+            day = dt.date.fromisoformat(day)
+        files = [root / f"date={day.isoformat()}" / "incidents.json"]
+    rows: list[dict] = []
+    for f in files:
+        rows.extend(json.loads(f.read_text()))
+    return rows
 
 
 def day_dates(start: dt.date, days: int) -> list[dt.date]:

@@ -19,6 +19,10 @@ BANDS = np.array([0.2, 0.4, 0.6, 0.8, 1.0, 2.0, 3.0, 4.0, 5.0])  # % from mid, c
 SEGMENT_MID = (BANDS + np.concatenate([[0.0], BANDS[:-1]])) / 2  # fill distance inside each band
 INTEREST_8H = 0.0001
 FUNDING_CLAMP = 0.0005
+PREMIUM_MEAN = 0.5e-4  # the venue mid's mean premium over the true price in a calm market
+INDEX_OUTLIER_PCT = 0.05  # index rule (DESIGN 3a): outlier beyond 5% of the median,
+INDEX_STALE_S = 10.0  # stale after 10 s,
+INDEX_MIN_SOURCES = 3  # hold below 3 sources
 LEVERAGES = np.array([2, 3, 5, 10, 20, 25, 50, 75, 100, 125], dtype=float)
 LEVERAGE_P = np.array([0.06, 0.08, 0.16, 0.22, 0.18, 0.10, 0.10, 0.04, 0.04, 0.02])
 

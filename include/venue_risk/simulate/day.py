@@ -14,9 +14,11 @@ from venue_risk import schema
 from venue_risk.atomic import write_json_atomic, write_parquet_atomic
 from venue_risk.simulate import flows, market
 from venue_risk.simulate.accounts import Accounts
-from venue_risk.simulate.config import BANDS, INTEREST_8H, MINUTES, SECONDS, SEGMENT_MID, Scale
+from venue_risk.simulate.config import (
+    BANDS, INDEX_MIN_SOURCES, INDEX_OUTLIER_PCT, INDEX_STALE_S, INTEREST_8H, MINUTES, SECONDS, SEGMENT_MID,
+    Scale)
 from venue_risk.simulate.engine import SymbolBook, run_symbol
-from venue_risk.simulate.incidents import DayPlan, Incident, apply_incidents
+from venue_risk.simulate.incidents import LONG_BUILD, DayPlan, Incident, apply_incidents
 
 ENGINE_COLS = ("ts", "price", "qty", "buy", "taker", "maker", "taker_fee", "maker_fee", "liq",
                "taker_order", "maker_kind")
@@ -105,7 +107,8 @@ def simulate_day(scale: Scale, acc: Accounts, day: dt.date, st: dict, seed: int,
         "max_leverage": i.tiers[0].max_leverage, "taker_fee_rate": i.taker_fee_rate,
         "maker_fee_rate": i.maker_fee_rate, "liquidation_fee_rate": i.liquidation_fee_rate,
         "funding_interval_hours": 8, "funding_cap": i.funding_cap, "index_sources": list(i.sources),
-        "index_outlier_pct": 0.05, "index_stale_s": 10.0, "index_min_sources": 3,
+        "index_outlier_pct": INDEX_OUTLIER_PCT, "index_stale_s": INDEX_STALE_S,
+        "index_min_sources": INDEX_MIN_SOURCES,
         "liquidation_incremental_notional": i.incremental_notional,
         "liquidation_auction_discount": i.auction_discount} for i in insts]))
     W("risk_tiers", pl.DataFrame([{
@@ -203,6 +206,13 @@ def simulate_day(scale: Scale, acc: Accounts, day: dt.date, st: dict, seed: int,
     # ground truth
     truth_dir = Path(out) / "_truth" / f"date={day.isoformat()}"
     for r in truths:
+        if r["accounts"] == LONG_BUILD:
+            k = syms.index(r["symbol"])
+            q0, q1 = st["size"][:, k], new["size"][:, k]
+            grew = acc.is_trader & (q1 > 0) & (q1 > q0)
+            r["accounts"] = [int(a) for a in np.flatnonzero(grew)]
+            r["details"]["open_interest_start"] = float(results[k].snapshots[0][1])
+            r["details"]["open_interest_end"] = float(q1[q1 > 0].sum())
         if r["accounts"] is None:
             t0 = int((dt.datetime.fromisoformat(r["start"]).timestamp()) * 1e6) - us0
             t1 = int((dt.datetime.fromisoformat(r["end"]).timestamp()) * 1e6) - us0

@@ -6,8 +6,10 @@ Before any event at time t every 1-second mark up to t is checked against the is
 liquidation prices (`margin.isolated_liquidation_price`); a long is liquidated when
 mark <= LP, a short when mark >= LP.
 
-- Takers are directional traders: P(buy) = clamp(0.5 - 0.35 x size / target, 0.05, 0.95) (they
-  mean-revert their own size), order qty = target x U(0.1, 0.5); fills at best ask (buy) / best bid
+- Takers are directional traders: P(buy) = clamp(0.5 + bias_t - 0.35 x size / target_t, 0.05, 0.95)
+  (they mean-revert their own size; bias_t = mkt.buy_bias, 0 by default; target_t = target x
+  mkt.target_mult, 1 by default; both apply to the crowd only: the accounts with
+  frac(id x 0.618...) < mkt.crowd_share), order qty = target_t x U(0.1, 0.5); fills at best ask (buy) / best bid
   (sell) of that second against market makers (1 or 2 fills). Isolated margin: + |d| p / L on an
   increase, pro rata on a reduction, |size| p / L after a flip. Cross traders keep 2-3x leverage and
   are never liquidated by construction (no cross liquidation in the simulator).
@@ -292,6 +294,9 @@ def run_symbol(scale: Scale, mkt: SymbolMarket, book: SymbolBook, cash: np.ndarr
     max_notional = {float(L): max_notional_for_leverage(tiers, float(L)) for L in np.unique(np.concatenate([LEVERAGES, [2.0, 3.0]]))}
     mm_n = len(mm_ids)
     traders_mask = is_trader
+    bias_l = None if mkt.buy_bias is None else mkt.buy_bias.tolist()
+    tmult_l = None if mkt.target_mult is None else mkt.target_mult.tolist()
+    crowd = ((np.arange(n) * 0.6180339887498949) % 1.0) < mkt.crowd_share
     for e in order.tolist():
         t = int(ev_ts[e])
         advance(t)
@@ -314,7 +319,12 @@ def run_symbol(scale: Scale, mkt: SymbolMarket, book: SymbolBook, cash: np.ndarr
         x = float(size[a])
         price_ref = mkt.mid[s]
         nq = target[a] / price_ref
-        buy = u[1] < min(0.95, max(0.05, 0.5 - 0.35 * x / nq))
+        if tmult_l is not None and crowd[a]:
+            nq *= tmult_l[s]
+        if bias_l is None or not crowd[a]:
+            buy = u[1] < min(0.95, max(0.05, 0.5 - 0.35 * x / nq))
+        else:
+            buy = u[1] < min(0.95, max(0.05, 0.5 + bias_l[s] - 0.35 * x / nq))
         qty = max(lot, math.floor(nq * (0.1 + 0.4 * u[2]) / lot) * lot)
         if x == 0.0 and isolated[a] and u[3] < 0.1:
             new_lev = draw_leverage(u[4], tiers, 1.5 * target[a])

@@ -4,12 +4,15 @@
   across symbols); per-second sigma_t = sigma_calm x exp(lv - 0.045) x plan.vol_mult.
 - Log returns r_t = sigma_t (beta z_c + sqrt(1 - beta^2) z_i) + jumps (Poisson, ~2 a day, sd 0.3%)
   + plan.ret_shift + a weak pull to the genesis level (2% of the log gap a day).
-- Venue mid = true x exp(premium), premium an AR(1) per second (mean 0.5 bp, sd 2 bp, ~5 min).
+- Venue mid = true x exp(premium + plan.premium_shift), premium an AR(1) per second (mean 0.5 bp,
+  sd 2 bp, ~5 min; the state carries the AR part only).
 - Book per minute: half spread = base x (sigma/sigma_calm) x plan.spread_mult x noise;
   cumulative depth at band b% = D_1% x b^0.7 x (sigma/sigma_calm)^-0.8 x plan.depth_mult x noise
   (depth shrinks and spreads widen with volatility). best bid/ask are tick-rounded outwards.
 - Index sources: each updates every U(1, 2) s (receipt time), carries the true price at its own
-  source time (received - latency, lognormal around the source's median latency) x exp(bias + noise).
+  source time (received - latency, lognormal around the source's median latency) x exp(bias + noise);
+  plan.source_shift multiplies the updates whose source time is in a window by (1 + offset),
+  plan.silent drops the updates received in a window.
 - Index: `venue_risk.index_rule.compute_index` on the per-second matrix of latest received prices.
 - Mark = index x (1 + clamp(mean of (mid - index) / index over the last 60 s, +-0.5%)), tick-rounded.
 - Funding at 00:00, 08:00, 16:00: premium = mean over the interval of (mid - index) / index
@@ -26,7 +29,8 @@ from scipy.signal import lfilter
 
 from venue_risk import index_rule
 from venue_risk.simulate.config import (
-    BANDS, FUNDING_CLAMP, INTEREST_8H, MINUTES, SECONDS, SEGMENT_MID, Instrument, Scale)
+    BANDS, FUNDING_CLAMP, INDEX_MIN_SOURCES, INDEX_OUTLIER_PCT, INDEX_STALE_S, INTEREST_8H, MINUTES,
+    PREMIUM_MEAN, SECONDS, SEGMENT_MID, Instrument, Scale)
 from venue_risk.simulate.incidents import DayPlan
 
 BASIS_WINDOW = 60
@@ -44,7 +48,7 @@ def tick_round(x: np.ndarray | float, tick: float, how: str = "nearest") -> np.n
 def genesis_state(inst: Instrument) -> dict:
     """Market state before the first day (source times in the previous day's seconds)."""
     n = len(inst.sources)
-    return {"logp": float(np.log(inst.price)), "lv": 0.0, "premium": 0.5e-4,
+    return {"logp": float(np.log(inst.price)), "lv": 0.0, "premium": PREMIUM_MEAN,
             "basis_tail": [0.0] * (BASIS_WINDOW - 1), "index": inst.price,
             "src_price": [inst.price] * n, "src_received_s": [SECONDS - 1.0] * n,
             "funding_sum": 0.0, "funding_n": 0, "last_price": inst.price}
@@ -70,6 +74,9 @@ class SymbolMarket:
     comp_price: np.ndarray
     funding: list  # (second, rate, premium, mark, index)
     state: dict  # market state at the end of the day
+    buy_bias: np.ndarray | None = None  # (T,) added to the traders' P(buy) (None: 0)
+    target_mult: np.ndarray | None = None  # (T,) multiplies the traders' target size (None: 1)
+    crowd_share: float = 1.0  # share of traders buy_bias / target_mult apply to
 
 
 def _ar1(x: np.ndarray, phi: float, y0: float) -> np.ndarray:
@@ -99,9 +106,9 @@ def generate(scale: Scale, plan: DayPlan, states: list[dict], rng: np.random.Gen
         r += plan.ret_shift[i] - 0.02 * (st["logp"] - np.log(inst.price)) / t
         true = np.exp(st["logp"] + np.cumsum(r))
         phi_p = np.exp(-1.0 / 300.0)
-        prem = 0.5e-4 + _ar1(2e-4 * np.sqrt(1 - phi_p**2) * r_sym.standard_normal(t), phi_p,
-                             st["premium"] - 0.5e-4)
-        mid_true = true * np.exp(prem)
+        prem = PREMIUM_MEAN + _ar1(2e-4 * np.sqrt(1 - phi_p**2) * r_sym.standard_normal(t), phi_p,
+                                   st["premium"] - PREMIUM_MEAN)
+        mid_true = true * np.exp(prem if plan.premium_shift is None else prem + plan.premium_shift[i])
         sigma_min = sigma.reshape(MINUTES, 60).mean(axis=1)
         vr = sigma_min / inst.sigma_s
         hs = inst.half_spread_bps * 1e-4 * vr * plan.spread_mult[i] * np.exp(0.1 * r_sym.standard_normal(MINUTES))
@@ -140,7 +147,8 @@ def generate(scale: Scale, plan: DayPlan, states: list[dict], rng: np.random.Gen
         price_m, age_m = index_rule.source_matrix(
             grid, rec_s, px_s, np.asarray(st["src_received_s"]) - t, np.asarray(st["src_price"]))
         index, status = index_rule.compute_index(
-            price_m, age_m, np.asarray(inst.weights), 0.05, 10.0, 3, st["index"])
+            price_m, age_m, np.asarray(inst.weights), INDEX_OUTLIER_PCT, INDEX_STALE_S, INDEX_MIN_SOURCES,
+            st["index"])
         basis = (mid - index) / index
         ext = np.concatenate([np.asarray(st["basis_tail"]), basis])
         cs = np.concatenate([[0.0], np.cumsum(ext)])
@@ -170,7 +178,10 @@ def generate(scale: Scale, plan: DayPlan, states: list[dict], rng: np.random.Gen
         }
         out.append(SymbolMarket(inst, true, sigma, sigma_min, bid, ask, mid, index, mark, status,
                                 depth_bid, depth_ask, np.concatenate(rec_l), np.concatenate(ts_l),
-                                comp_src, np.concatenate(px_l), funding, new_state))
+                                comp_src, np.concatenate(px_l), funding, new_state,
+                                None if plan.buy_bias is None else plan.buy_bias[i],
+                                None if plan.target_mult is None else plan.target_mult[i],
+                                float(plan.crowd_share.get(inst.symbol, 1.0))))
     return out
 
 
