@@ -272,12 +272,17 @@ def volatility_shock(plan: DayPlan, inc: Incident, rng: np.random.Generator) -> 
 
 
 def default_plan(scale: str, start: dt.date, days: int, symbols: list[str]) -> list[Incident]:
-    """Demo: stale source on day 2, BTC volatility shock on day 4 (7-day run);
-    tiny (and large): the same two kinds on day offsets 0 and 1, as far as `days` allows."""
+    """Demo (7-day run): a crowded-funding regime on XRPUSDT on days 1-4, a stale source on
+    ETHUSDT on day 2, a BTC volatility shock on day 4, a broken SOLUSDT source (kraken printing
+    18 % low for 20 minutes) on day 5; tiny (and large): a stale source and a volatility shock on
+    day offsets 0 and 1, as far as `days` allows."""
     if scale == "demo":
-        plan = [Incident("stale_index_source", 2, "ETHUSDT", dt.time(9, 15), 420.0, {"source": "okx"}),
+        plan = [Incident("crowded_funding", 1, "XRPUSDT", dt.time(0), 0.0, {"days": 4, "premium": 0.0006}),
+                Incident("stale_index_source", 2, "ETHUSDT", dt.time(9, 15), 420.0, {"source": "okx"}),
                 Incident("volatility_shock", 4, "BTCUSDT", dt.time(14, 30), 1800.0,
-                         {"move": -0.08, "depth_x": 0.04})]
+                         {"move": -0.08, "depth_x": 0.04}),
+                Incident("broken_index_source", 5, "SOLUSDT", dt.time(10, 40), 1200.0,
+                         {"source": "kraken", "offset": -0.18})]
     else:
         plan = [Incident("stale_index_source", 0, symbols[-1], dt.time(9, 15), 420.0,
                          {"source": "okx"}),
