@@ -46,3 +46,19 @@ def venue_home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("VENUE_RISK_SIM_SCALE", "tiny")
     monkeypatch.setenv("VENUE_RISK_SIM_GENESIS", "2026-11-01")
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def random_month(tmp_path_factory) -> dict:
+    """One tiny simulated month (30 days from 2026-11-01, venue seed 7) with incidents of every
+    market kind at seeded random times and symbols (`random_plan(seed=11)`), simulated once per
+    test session and shared by the detection tests. Read-only for its users."""
+    import datetime as dt
+
+    from venue_risk.simulate import random_plan, simulate
+
+    start, days = dt.date(2026, 11, 1), 30
+    out = tmp_path_factory.mktemp("random-month")
+    plan = random_plan("tiny", start, days, seed=11)
+    simulate("tiny", start, days, out, seed=7, incidents=plan)
+    return {"out": out, "plan": plan, "start": start, "days": days}

@@ -24,7 +24,7 @@ try:
 except ImportError:  # pragma: no cover - random_plan lands with the crowded_funding incidents
     pytest.skip("venue_risk.simulate.random_plan is not available yet", allow_module_level=True)
 
-from venue_risk.metrics import crowding, drift
+from venue_risk.metrics import crowding, drift, index_integrity
 from venue_risk.sources import FilesSource
 
 START = dt.date(2026, 11, 1)
@@ -41,11 +41,11 @@ def _truth(out: Path, day: dt.date) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def month(tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("crowding-month")
-    plan = random_plan("tiny", START, DAYS, seed=SEED)
+def month(random_month) -> dict:
+    out, plan = random_month["out"], random_month["plan"]
+    assert plan == random_plan("tiny", START, DAYS, seed=SEED)
     assert {"crowded_funding", "volatility_shock"} <= {i.kind for i in plan}
-    days = simulate("tiny", START, DAYS, out, incidents=plan)
+    days = [START + dt.timedelta(days=k) for k in range(DAYS)]
     src = FilesSource(out)
     history: list[pl.DataFrame] = []
     for day in days:
@@ -86,3 +86,8 @@ def test_volatility_shock_degrades_fills_in_the_high_bucket(month):
         assert high["effective_spread_bps"] > 1.5 * low["effective_spread_bps"], (day, symbol, rows)
         assert high["taker_slippage_bps"] > low["taker_slippage_bps"], (day, symbol, rows)
         assert high["vol_min"] >= low["vol_max"]
+        # Marks lag the traded price more when volatility is high: the gap between the last
+        # trade and the mark is wider in the high-volatility bucket.
+        lag = index_integrity.mark_lag_by_vol_bucket(src.read("mark_index", day), src.read("trades", day))
+        gaps = {r["vol_bucket"]: r for r in lag.filter(pl.col("symbol") == symbol).iter_rows(named=True)}
+        assert gaps["high"]["mean_abs_gap_bps"] > gaps["low"]["mean_abs_gap_bps"], (day, symbol, gaps)

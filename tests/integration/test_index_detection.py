@@ -99,12 +99,11 @@ except ImportError:  # pragma: no cover - the simulator's random plan is being a
 
 
 @pytest.mark.skipif(random_plan is None, reason="venue_risk.simulate.random_plan not available yet")
-def test_month_of_random_index_incidents_all_found(tmp_path):
-    days = 30
-    plan = random_plan("tiny", START, days, seed=11, kinds=("stale_index_source", "broken_index_source"),
-                       per_kind=4)
+def test_month_of_random_index_incidents_all_found(random_month):
+    days, tmp_path = random_month["days"], random_month["out"]
+    assert random_month["start"] == START
+    plan = [i for i in random_month["plan"] if i.kind in ("stale_index_source", "broken_index_source")]
     assert {i.kind for i in plan} == {"stale_index_source", "broken_index_source"}
-    simulate("tiny", START, days, tmp_path, seed=11, incidents=plan)
     # Score every incident day, plus two clean days for false alarms (scoring all 30 days doubles
     # the run time; the no-false-alarm check of each scored day covers its clean symbols).
     incident_days = sorted({i.date(START) for i in plan})

@@ -31,11 +31,11 @@ def dsets(out: Path, name: str, columns: list[str] | None = None) -> pl.DataFram
 
 
 @pytest.fixture(scope="module")
-def month(tmp_path_factory):
-    """One tiny month (30 days) with `random_plan(seed=11)`: simulated once for the module."""
-    out = tmp_path_factory.mktemp("month")
-    plan = random_plan("tiny", D0, DAYS, seed=PLAN_SEED)
-    simulate("tiny", D0, DAYS, out, seed=7, incidents=plan)
+def month(random_month):
+    """The session's tiny month (30 days, `random_plan(seed=11)`, see conftest.random_month)."""
+    out, plan = random_month["out"], random_month["plan"]
+    assert (random_month["start"], random_month["days"]) == (D0, DAYS)
+    assert plan == random_plan("tiny", D0, DAYS, seed=PLAN_SEED)
     truth = read_truth(out)
     mi = dsets(out, "mark_index", ["ts", "symbol", "mark_price", "index_price"])
     m1 = (mi.filter(pl.col("ts").dt.second() == 0).sort("symbol", "ts")
