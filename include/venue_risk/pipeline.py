@@ -192,6 +192,8 @@ def data_quality_summary(validation: dict) -> dict:
         "status": validation["status"],
         "checks": validation["checks"],
         "quarantined": validation.get("quarantined", []),
+        "seconds": validation.get("seconds"),
+        "row_counts": validation.get("row_counts"),
     }
 
 

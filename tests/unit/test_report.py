@@ -226,12 +226,16 @@ DATA_QUALITY = {
     "status": "warnings",
     "checks": [
         {"dataset": "trades", "check": "price > 0", "severity": "warning", "failed_count": 2,
+         "expectation": "expect_column_values_to_be_between",
          "example": f"{{'trade_id': 9, 'symbol': '{HOSTILE}'}}"},
         {"dataset": "trades", "check": "keys unique", "severity": "critical", "failed_count": 0, "example": ""},
         {"dataset": "liquidations", "check": "schema and types", "severity": "critical", "failed_count": 0,
          "example": ""},
     ],
-    "quarantined": [{"dataset": "trades", "reason": "price > 0", "count": 2}],
+    "quarantined": [{"dataset": "trades", "reason": "price > 0",
+                     "expectation": "expect_column_values_to_be_between", "rows": 2}],
+    "seconds": 2.375,
+    "row_counts": {"trades": 12345, "liquidations": 7},
 }
 
 RUN_META = {
@@ -406,7 +410,9 @@ def test_summary_json(rendered):
     assert f == {**f, "value": r["value"], "baseline": r["baseline"], "baseline_days": 3,
                  "status": r["status"], "threshold": r["threshold"], "display": "47.5 bps"}
     f = data["figures"]["max_buffer_share"]
-    assert f["status"] == "red" and f["display"] == format_figure("max_buffer_share", f["value"])
+    # beyond the buffer (> 1x): flagged with the status summary.py's rule gives it
+    assert f["value"] > 1.0 and f["status"] == rows["max_buffer_share"]["status"] != "green"
+    assert f["display"] == format_figure("max_buffer_share", f["value"])
     by_path = data["liquidations"]["by_path"]
     assert set(by_path) == {"incremental", "auction", "market"}
     assert by_path["market"]["count"] == 3 and by_path["market"]["beyond_bankruptcy_count"] == 1
@@ -451,6 +457,10 @@ def test_pdf_content(rendered):
                     "Methodology", "Run metadata"):
         assert heading in text
     assert "a" * 64 in flat  # file hash
+    # data-quality page: expectation names, quarantine with its expectation, validation time
+    assert "expect_column_values_to_be_between" in flat
+    assert _squash("validation took 2.4 s") in flat
+    assert _squash("price > 0") in flat
     assert ctx["sensitivity"]["takeaway"][:40].replace(" ", "") in flat
 
 
@@ -512,3 +522,188 @@ def test_hostile_path_name_is_escaped_in_charts_and_html():
     assert "<script>" not in html
     assert "market&lt;script&gt;" in html
     assert "&lt;script&gt;" in charts.build_charts(ctx)["slippage_distribution"]
+
+
+# -- market-side sections (DESIGN 4.3-4.5) on a real simulated day ------------------------------
+#
+# A tiny simulated venue, two days; day two carries a broken index source (binance on ETHUSDT,
+# 15 % off the basket for 10 minutes) and a stale one (okx on BTCUSDT). The metric tables come
+# from metric_jobs.liquidation_tables / market_tables exactly as the pipeline computes them.
+
+SIM_START = dt.date(2026, 11, 1)
+SIM_DAY = dt.date(2026, 11, 2)
+
+
+def _sim_day_tables(root: Path, day: dt.date, baselines: dict) -> tuple[dict, dict]:
+    from venue_risk import metric_jobs
+    from venue_risk.sources import FilesSource
+
+    src = FilesSource(root)
+    data = {name: src.read(name, day) for name in metric_jobs.INPUTS}
+    data["prev_index_components"] = data["index_components"].clear()
+    tables = metric_jobs.liquidation_tables(data)
+    tables |= metric_jobs.market_tables(data, baselines, tables["liquidation_executions"])
+    figures = summary.venue_day_figures(data["trades"], data["market_metrics"], data["liquidations"],
+                                        data["insurance_fund"], tables["liquidation_executions"],
+                                        tables["forced_costs"])
+    figures |= summary.market_day_figures(tables)
+    tables["insurance_fund"] = data["insurance_fund"]
+    return tables, figures
+
+
+@pytest.fixture(scope="module")
+def market_day(tmp_path_factory):
+    from venue_risk.metrics import crowding, drift, index_integrity
+    from venue_risk.simulate import Incident, simulate
+
+    root = tmp_path_factory.mktemp("sim")
+    simulate("tiny", SIM_START, 2, root, incidents=[
+        Incident("broken_index_source", 1, "ETHUSDT", dt.time(10, 0), 600.0,
+                 {"source": "binance", "offset": 0.15}),
+        Incident("stale_index_source", 1, "BTCUSDT", dt.time(16, 40), 300.0, {"source": "okx"}),
+    ])
+    empty = {"crowding": pl.DataFrame(), "feature_samples": pl.DataFrame()}
+    day1, fig1 = _sim_day_tables(root, SIM_START, empty)
+    day2, fig2 = _sim_day_tables(root, SIM_DAY, {"crowding": day1["crowding"],
+                                                 "feature_samples": day1["feature_samples"]})
+    day2["crowding_history"] = day1["crowding"]
+    history = pl.DataFrame([{"date": SIM_START, "figure": k, "value": float(v)} for k, v in fig1.items()
+                            if not math.isnan(v)],
+                           schema={"date": pl.Date, "figure": pl.String, "value": pl.Float64})
+    fig2["data_quality_status"] = 0.0
+    fig2["data_quality_failed_checks"] = 0.0
+    ctx = build_context(
+        date=SIM_DAY, venue_name="Sim Venue", frames=day2,
+        summary_rows=summary.summary_rows(fig2, history), history=history,
+        methodology=methodology_sections([slippage, forced_cost, crowding, index_integrity, drift,
+                                          summary]),
+        run_meta=RUN_META, data_quality={"status": "passed", "checks": [], "quarantined": [],
+                                         "seconds": 1.5},
+        pseudonymize_key=b"k")
+    out = tmp_path_factory.mktemp("market-report")
+    return day2, ctx, render_report(ctx, out)
+
+
+def test_market_sections_in_pdf(market_day):
+    tables, ctx, paths = market_day
+    pages, text = pdf_text(paths["pdf"])
+    flat = _squash(text)
+    for heading in ("Funding and volatility crowding", "Index and mark integrity",
+                    "Published index against the rule", "Sources stale or excluded",
+                    "Broken-source counterfactual", "Single-source sensitivity",
+                    "Mark price: basis to the index and lag behind trades", "Drift and fill quality",
+                    "Fill quality by volatility bucket", "Funding and realized volatility per symbol",
+                    "Index sources excluded over the day"):
+        assert _squash(heading) in flat, heading
+    # crowding: funding paid in bps/day and the score of every symbol, as computed
+    for r in tables["crowding"].iter_rows(named=True):
+        assert _squash(f"{r['symbol']}{r['funding_paid'] * 1e4:,.2f}{r['funding_annualized'] * 100:,.1f}%"
+                       f"{r['realized_vol'] * 100:,.1f}%") in flat, r["symbol"]
+    # index: the broken source's window, its counterfactual move and the published move
+    cf = tables["broken_source_counterfactual"]
+    assert cf.height >= 1 and "binance" in cf["source"].to_list()
+    top = cf.sort(pl.col("cf_move_bps").abs(), descending=True).row(0, named=True)
+    assert _squash(f"{top['cf_move_bps']:,.1f}") in flat
+    assert _squash(f"{top['max_deviation_pct'] * 100:,.2f}%") in flat
+    assert "unaffected" in text
+    sens = tables["single_source_sensitivity"].sort(pl.col("worst_move_bps").abs(), descending=True)
+    assert _squash(f"{sens['symbol'][0]}{sens['worst_move_bps'][0]:,.1f}{sens['worst_scenario'][0]}") in flat
+    for r in tables["mark_basis"].iter_rows(named=True):
+        assert _squash(f"{r['basis_abs_p99_bps']:,.2f}") in flat
+    # the stale source appears in the windows table
+    stale = tables["exclusion_windows"].filter(pl.col("status") == "stale")
+    assert stale.height and "okx" in stale["source"].to_list()
+    # drift: every feature with its PSI; fill quality per symbol and bucket
+    for r in tables["feature_drift"].iter_rows(named=True):
+        assert r["feature"] in text
+        if r["psi"] is not None:
+            assert _squash(f"{r['psi']:,.3f}") in flat
+    fq = tables["fill_quality_by_vol_bucket"].filter(pl.col("vol_bucket") == "high")
+    for r in fq.iter_rows(named=True):
+        assert _squash(f"{r['effective_spread_bps']:,.2f}") in flat
+    # methodology appendix carries the market modules' titles
+    assert _squash("Funding-volatility crowding (DESIGN 4.3)") in flat
+    assert _squash("Index and mark integrity (DESIGN 4.4)") in flat
+
+
+def test_summary_page_names_broken_source_and_drift(market_day):
+    tables, ctx, paths = market_day
+    first = _squash(PdfReader(str(paths["pdf"])).pages[0].extract_text())
+    assert _squash("Index: binance on ETHUSDT was excluded as an outlier for") in first
+    assert _squash("so margin state did not move because of it") in first
+    assert _squash("Stale index sources excluded: okx on BTCUSDT") in first
+    assert _squash("Drift:") in first
+    assert any(s.startswith(("Crowd", "Crowding")) for s in ctx["market_narrative"])
+    assert json.loads(paths["summary"].read_text())["market_narrative"] == ctx["market_narrative"]
+    # page one stays one page: the headline table ends on it
+    assert _squash("Baseline: the figure's trailing baseline") in first
+
+
+def _cf_row(published_move_bps: float) -> pl.DataFrame:
+    from venue_risk.metrics.index_integrity import COUNTERFACTUAL_SCHEMA
+
+    t = dt.datetime(2026, 11, 5, 10, 0, tzinfo=dt.timezone.utc)
+    return pl.DataFrame([{
+        "date": DAY, "symbol": "ETHUSDT", "source": "kraken", "start": t,
+        "end": t + dt.timedelta(seconds=299), "seconds": 300, "max_deviation_pct": 0.1234,
+        "cf_move_bps": 301.26, "cf_ts": t + dt.timedelta(seconds=42),
+        "published_move_bps": published_move_bps, "mark_eod": 3000.0, "positions_crossed": 7,
+        "notional_crossed": 123_456.0}], schema=COUNTERFACTUAL_SCHEMA)
+
+
+def test_broken_source_sentence_from_a_counterfactual_row(tmp_path):
+    frames = metric_frames() | {"broken_source_counterfactual": _cf_row(0.0)}
+    ctx = make_context(frames=frames)
+    line = next(s for s in ctx["market_narrative"] if s.startswith("Index:"))
+    assert line == ("Index: kraken on ETHUSDT was excluded as an outlier for 300 s from 10:00:00 to "
+                    "10:04:59 UTC (max deviation 12.34% from the basket median); had it been kept the "
+                    "index would have moved 301.3 bps (7 positions pushed across liquidation); the "
+                    "published index moved 0.00 bps, so margin state did not move because of it.")
+    paths = render_report(ctx, tmp_path)
+    first = _squash(PdfReader(str(paths["pdf"])).pages[0].extract_text())
+    assert _squash(line) in first
+    # the rule failed: the sentence says by how much the published index moved
+    ctx = make_context(frames=metric_frames() | {"broken_source_counterfactual": _cf_row(2.5)})
+    line = next(s for s in ctx["market_narrative"] if s.startswith("Index:"))
+    assert "the published index moved 2.50 bps because of it" in line
+    assert "did not fully protect margin state" in line
+    assert ctx["index"]["counterfactual"][0]["protected"] is False
+
+
+def test_drift_sentence_names_every_drifted_feature():
+    from venue_risk.metrics.drift import DRIFT_SCHEMA
+
+    fd = pl.DataFrame([
+        {"date": DAY, "feature": "basis_bps", "psi": 0.41, "ks": 0.33, "n_today": 2000,
+         "n_baseline": 8000, "baseline_days": 4, "drifted": True},
+        {"date": DAY, "feature": "spread_bps", "psi": 0.9, "ks": 0.5, "n_today": 2000,
+         "n_baseline": 8000, "baseline_days": 4, "drifted": True},
+        {"date": DAY, "feature": "leverage", "psi": 0.01, "ks": 0.02, "n_today": 70,
+         "n_baseline": 300, "baseline_days": 4, "drifted": False}], schema=DRIFT_SCHEMA)
+    ctx = make_context(frames=metric_frames() | {"feature_drift": fd})
+    assert ctx["market_narrative"][0] == ("Drift: spread_bps (PSI 0.90, KS 0.50), basis_bps (PSI 0.41, "
+                                          "KS 0.33) against the trailing 4-day baseline.")
+    ctx = make_context(frames=metric_frames() | {"feature_drift": fd.with_columns(drifted=False)})
+    assert ctx["market_narrative"][0] == "Drift: no feature drifted against the trailing 4-day baseline."
+
+
+def test_market_sections_render_with_zero_rows(tmp_path, market_day):
+    """An empty day (every market table with its schema and no rows, no history): every section
+    renders and says why it is empty."""
+    tables, _, _ = market_day
+    frames = {k: v.clear() for k, v in tables.items()}
+    ctx = make_context(frames=frames, history=pl.DataFrame())
+    json.dumps(ctx, allow_nan=False)
+    paths = render_report(ctx, tmp_path)
+    _, text = pdf_text(paths["pdf"])
+    for phrase in ("Funding and volatility crowding", "No funding data for this day",
+                   "No funding or volatility data yet", "Index and mark integrity",
+                   "No index data for this day", "No index source was stale or excluded today",
+                   "No source was excluded as an outlier today", "No single-source sensitivity",
+                   "No mark prices for this day", "Drift and fill quality",
+                   "No feature samples for this day", "No trades for this day: no fill quality"):
+        assert _squash(phrase) in _squash(text), phrase
+    assert "Drift: no feature samples for this day." in ctx["market_narrative"]
+    # frames missing altogether (older warehouse): same
+    html = render_html(make_context(frames=metric_frames()))
+    assert "No funding data for this day" in html

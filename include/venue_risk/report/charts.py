@@ -335,6 +335,162 @@ def liquidation_notional_trend(points: list[dict], today: str) -> str:
     return _safe(build, title)
 
 
+# -- market-side charts (DESIGN 4.3-4.5) --------------------------------------------------------
+
+FUNDING_COLOR = "#1f5f8b"
+VOL_COLOR = "#e08a1e"
+STATUS_COLORS = {"stale": "#e8a100", "outlier": ACCENT}
+BUCKET_COLORS = {"low": "#a8c5dd", "mid": "#4f8bb8", "high": "#1d3f5e"}
+MIN_WINDOW_S = 120.0  # an excluded window is drawn at least this wide (a 3-s window stays visible)
+
+
+def funding_vs_vol(panels: list[dict], today: str) -> str:
+    """Small multiples, one panel per symbol: funding paid per day (bars, bps/day, left axis)
+    and realized volatility (line, %, right axis) over the trailing window, today highlighted
+    (red bar, ringed point); crowded days' bars outlined."""
+    title = "Funding and realized volatility per symbol"
+    panels = [p for p in panels if any(_finite(q.get("funding_bps")) or _finite(q.get("realized_vol_pct"))
+                                       for q in p.get("points", []))]
+    if not panels:
+        return empty_panel(title, "No funding or volatility data yet")
+
+    def build() -> str:
+        with plt.rc_context(STYLE):
+            n = len(panels)
+            cols = 2 if n > 1 else 1
+            rows = math.ceil(n / cols)
+            fig = Figure(figsize=(WIDTH_IN, 0.6 + 2.0 * rows))
+            days = sorted({q["date"] for p in panels for q in p["points"]})
+            pos = {d: i for i, d in enumerate(days)}
+            for k, p in enumerate(panels):
+                ax = fig.add_subplot(rows, cols, k + 1)
+                pts = p["points"]
+                xs = [pos[q["date"]] for q in pts]
+                fb = [q.get("funding_bps") if _finite(q.get("funding_bps")) else 0.0 for q in pts]
+                colors = [ACCENT if q["date"] == today else FUNDING_COLOR for q in pts]
+                ax.bar(xs, fb, width=0.7, color=colors, zorder=2, alpha=0.9)
+                ax.axhline(0, color="#7d8b99", linewidth=0.6)
+                top = max([abs(v) for v in fb] + [1e-9])
+                for x, v, q in zip(xs, fb, pts):
+                    if q.get("crowded"):  # a marker above (or below) a crowded day's bar
+                        ax.text(x, v + (0.04 * top if v >= 0 else -0.04 * top), "C", ha="center",
+                                va="bottom" if v >= 0 else "top", fontsize=6.5, fontweight="bold",
+                                color=INK)
+                lo_v, hi_v = min(fb + [0.0]), max(fb + [0.0])
+                ax.set_ylim(lo_v * 1.2, hi_v * 1.2 if hi_v > 0 else 1e-9)
+                ax.set_ylabel("funding (bps/day)", color=FUNDING_COLOR, fontsize=7)
+                ax.tick_params(axis="y", colors=FUNDING_COLOR, labelsize=6.5)
+                ax2 = ax.twinx()
+                vx = [pos[q["date"]] for q in pts if _finite(q.get("realized_vol_pct"))]
+                vy = [q["realized_vol_pct"] for q in pts if _finite(q.get("realized_vol_pct"))]
+                ax2.plot(vx, vy, color=VOL_COLOR, linewidth=1.4, marker="o", markersize=3, zorder=3)
+                for x, y, q in zip(vx, vy, [q for q in pts if _finite(q.get("realized_vol_pct"))]):
+                    if q["date"] == today:
+                        ax2.plot([x], [y], marker="o", markersize=7, markerfacecolor="none",
+                                 markeredgecolor=ACCENT, markeredgewidth=1.4, zorder=4)
+                ax2.set_ylim(0, max(vy + [1.0]) * 1.25)
+                ax2.set_ylabel("realized vol (%)", color=VOL_COLOR, fontsize=7)
+                ax2.tick_params(axis="y", colors=VOL_COLOR, labelsize=6.5)
+                ax2.spines["right"].set_visible(True)
+                ax2.grid(False)
+                every = max(1, math.ceil(len(days) / 6))
+                ticks = [i for i in range(len(days)) if (len(days) - 1 - i) % every == 0]
+                ax.set_xticks(ticks)
+                ax.set_xticklabels([days[i][5:] for i in ticks], fontsize=6.5)
+                ax.set_xlim(-0.6, len(days) - 0.4)
+                ax.set_title(str(p["symbol"]), fontsize=8)
+            fig.suptitle(f"{title}: bars funding paid (bps/day, left), line realized volatility "
+                         f"(% annualized, right); today {today} in red; C = crowded day",
+                         fontsize=7.5, x=0.01, ha="left", fontweight="bold")
+            fig.tight_layout(rect=(0, 0, 1, 0.97 if rows > 1 else 0.93), w_pad=2.5, h_pad=1.0)
+            return to_svg(fig)
+
+    return _safe(build, title)
+
+
+def exclusion_timeline(windows: list[dict], rows: list[str]) -> str:
+    """Index sources excluded over the UTC day: one row per symbol / source, a bar per excluded
+    window (amber stale, red outlier)."""
+    title = "Index sources excluded over the day"
+    wins = [w for w in windows if _finite(w.get("start_s")) and _finite(w.get("end_s"))]
+    if not wins or not rows:
+        return empty_panel(title, "No index source was stale or excluded today", height=1.0)
+
+    def build() -> str:
+        with plt.rc_context(STYLE):
+            fig, ax = _figure(0.7 + 0.28 * len(rows))
+            ypos = {r: i for i, r in enumerate(rows)}
+            for status, color in STATUS_COLORS.items():
+                bars = {}
+                for w in wins:
+                    if w["status"] != status:
+                        continue
+                    key = f"{w['symbol']} / {w['source']}"
+                    if key not in ypos:
+                        continue
+                    width = max(w["end_s"] - w["start_s"], MIN_WINDOW_S)
+                    bars.setdefault(key, []).append((w["start_s"] / 3600, width / 3600))
+                for key, spans in bars.items():
+                    ax.broken_barh(spans, (ypos[key] - 0.35, 0.7), facecolors=color, zorder=3)
+                ax.bar([0], [0], color=color, label=status)  # legend handle
+            ax.set_yticks(range(len(rows)))
+            ax.set_yticklabels(rows, fontsize=7)
+            ax.set_ylim(len(rows) - 0.5, -0.5)
+            ax.set_xlim(0, 24)
+            ax.set_xticks(range(0, 25, 3))
+            ax.set_xticklabels([f"{h:02d}:00" for h in range(0, 25, 3)])
+            ax.grid(True, axis="x")
+            ax.grid(False, axis="y")
+            ax.set_xlabel(f"time (UTC); windows shorter than {MIN_WINDOW_S / 60:.0f} min drawn "
+                          f"{MIN_WINDOW_S / 60:.0f} min wide")
+            ax.set_title(title + " (symbol / source)")
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), title="status", title_fontsize=7.5)
+            return to_svg(fig)
+
+    return _safe(build, title)
+
+
+def fill_quality(rows: list[dict]) -> str:
+    """Grouped bars per symbol x volatility bucket: effective spread (bps) and taker slippage vs
+    mark (bps), side by side; fills degrade when the dark (high-vol) bar stands above the light."""
+    title = "Fill quality by volatility bucket"
+    rows = [r for r in rows if any(_finite((r.get("effective_spread_bps") or {}).get(b))
+                                   for b in BUCKET_COLORS)]
+    if not rows:
+        return empty_panel(title, "No trades to measure fill quality", height=1.0)
+
+    def build() -> str:
+        with plt.rc_context(STYLE):
+            fig = Figure(figsize=(WIDTH_IN, 2.3))
+            syms = [str(r["symbol"]) for r in rows][:8]
+            width = 0.8 / len(BUCKET_COLORS)
+            for k, (col, label) in enumerate((("effective_spread_bps", "effective spread (bps)"),
+                                              ("taker_slippage_bps", "taker slippage vs mark (bps)"))):
+                ax = fig.add_subplot(1, 2, k + 1)
+                for j, (b, color) in enumerate(BUCKET_COLORS.items()):
+                    xs, ys = [], []
+                    for i, r in enumerate(rows[:8]):
+                        v = (r.get(col) or {}).get(b)
+                        if _finite(v):
+                            xs.append(i - 0.4 + width * (j + 0.5))
+                            ys.append(v)
+                    ax.bar(xs, ys, width=width * 0.92, color=color, label=f"{b} vol", zorder=2)
+                ax.axhline(0, color="#7d8b99", linewidth=0.6)
+                ax.set_xticks(range(len(syms)))
+                ax.set_xticklabels(syms, fontsize=7)
+                ax.set_title(label, fontsize=8)
+                if k == 0:
+                    handles, labels = ax.get_legend_handles_labels()
+            fig.suptitle(title + " (mean per trade)", fontsize=8, x=0.01, y=0.99, ha="left",
+                         fontweight="bold")
+            fig.legend(handles, labels, loc="upper right", bbox_to_anchor=(0.995, 1.0), ncols=3,
+                       fontsize=7)
+            fig.tight_layout(rect=(0, 0, 1, 0.9), w_pad=2.0)
+            return to_svg(fig)
+
+    return _safe(build, title)
+
+
 def prefix_ids(svg: str, prefix: str) -> str:
     """Make every id of one SVG unique in the page: several inline SVGs share one id space, and
     matplotlib numbers ids per figure (text_1, patch_2, clip paths), so a clip-path reference
@@ -368,6 +524,9 @@ CHARTS = (
     "buffer_share_vs_leverage",
     "insurance_fund_balance",
     "liquidation_notional_trend",
+    "funding_vs_vol",
+    "exclusion_timeline",
+    "fill_quality",
 )
 
 
@@ -382,5 +541,9 @@ def build_charts(context: dict) -> dict[str, str]:
         "insurance_fund_balance": insurance_fund_balance(series.get("insurance_fund_balance", {})),
         "liquidation_notional_trend": liquidation_notional_trend(
             series.get("liquidation_notional_trend", []), context["date"]),
+        "funding_vs_vol": funding_vs_vol((context.get("crowding") or {}).get("series", []), context["date"]),
+        "exclusion_timeline": exclusion_timeline((context.get("index") or {}).get("timeline", []),
+                                                 (context.get("index") or {}).get("timeline_rows", [])),
+        "fill_quality": fill_quality((context.get("drift") or {}).get("fill_quality", [])),
     }
     return {name: prefix_ids(svg, f"c-{name}") for name, svg in charts.items()}

@@ -431,15 +431,20 @@ def _data_quality(dq: dict) -> dict:
             item = dict(item)
             quarantined.append({"dataset": item.get("dataset", ""),
                                 "reason": item.get("reason", item.get("check", "")),
+                                "expectation": item.get("expectation", ""),
                                 "count": item.get("count", item.get("rows", item.get("failed_count", 0)))})
     quarantined = _clean(quarantined)
+    seconds = dq.get("seconds")
     return {
+        "seconds": _clean(seconds) if _is_num(seconds) else None,
+        "row_counts": [{"dataset": k, "rows": _clean(v)} for k, v in sorted((dq.get("row_counts") or {}).items())],
         "status": dq.get("status", "unknown"),
         "checks_total": len(checks),
         "checks_failed": len(failed),
         "failed_checks": failed[:30],
         "failed_checks_omitted": max(0, len(failed) - 30),
-        "checks_by_dataset": _checks_by_dataset(checks),
+        "checks_by_dataset": [dict(d, rows=_clean((dq.get("row_counts") or {}).get(d["dataset"])))
+                              for d in _checks_by_dataset(checks)],
         "quarantined": quarantined,
         "quarantined_total": int(sum((r.get("count") or 0) for r in quarantined)),
     }
@@ -621,6 +626,10 @@ def build_context(date: str | dt.date, venue_name: str, frames: dict[str, pl.Dat
     fc_series = _rows(fc_full, ["path", "leverage", "buffer_share"]) \
         if _has(fc_full, "path", "leverage", "buffer_share") else []
 
+    from venue_risk.report.market import market_context
+
+    market = market_context(frames, day)
+
     context = {
         "date": day,
         "venue_name": str(venue_name),
@@ -630,6 +639,10 @@ def build_context(date: str | dt.date, venue_name: str, frames: dict[str, pl.Dat
         "figures_main": figures_main,
         "figures_by_path": figures_by_path,
         "narrative": _narrative(paths, worst, fund["total"], beyond_count, fund["has_flows"]),
+        "market_narrative": market["market_narrative"],
+        "crowding": market["crowding"],
+        "index": market["index"],
+        "drift": market["drift"],
         "liquidation_count": liq_count,
         "liquidated_notional": liq_notional,
         "beyond_bankruptcy_count": beyond_count,
@@ -670,6 +683,7 @@ def summary_json(context: dict) -> dict:
         "venue_name": context["venue_name"],
         "overall_status": context["overall_status"],
         "narrative": context["narrative"],
+        "market_narrative": context.get("market_narrative", []),
         "figures": {f["figure"]: {
             "label": f["label"], "value": f["value"], "baseline": f["baseline"],
             "baseline_days": f["baseline_days"], "status": f["status"], "threshold": f["threshold"],
