@@ -16,7 +16,10 @@ from venue_risk.warehouse import read_day, read_history, table_exists
 
 INPUTS = ("instruments", "risk_tiers", "trades", "order_events", "liquidations", "book_depth",
           "market_metrics", "insurance_fund", "funding", "mark_index", "index_components",
-          "positions_eod")
+          "positions_eod", "accounts_eod", "leverage_changes", "api_keys", "api_requests")
+#: Trailing days of per-minute features used as the anomaly baseline (bounded: 1,440 rows per
+#: symbol and day).
+ANOMALY_BASELINE_DAYS = 7
 
 #: Stored metric tables, in the order they are computed.
 METRIC_TABLES = (
@@ -25,6 +28,11 @@ METRIC_TABLES = (
     "crowding", "index_gap_summary", "source_exclusions", "exclusion_windows",
     "single_source_sensitivity", "broken_source_counterfactual", "mark_basis",
     "mark_lag_by_vol_bucket", "feature_samples", "feature_drift", "fill_quality_by_vol_bucket",
+    "order_flow_violations", "order_flow_counts", "position_rebuild_check",
+    "minute_features", "anomaly_incidents", "rules_vs_model",
+    "cross_margin_stress", "cross_margin_summary",
+    "position_bands", "time_in_band", "liquidations_at_risk", "cascade_table",
+    "api_key_checklist", "api_checklist_totals", "api_unattributed", "api_scope_usage",
     "venue_figures",
 )
 
@@ -33,6 +41,7 @@ def read_inputs(con: duckdb.DuckDBPyConnection, day: dt.date) -> dict[str, pl.Da
     """The day's canonical datasets, plus the last minute of the previous day's index
     components (so a source's age is known from the first second of the day)."""
     data = {name: read_day(con, name, day) for name in INPUTS}
+    data["positions_start"] = read_day(con, "positions_eod", day - dt.timedelta(days=1))
     start = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)
     data["prev_index_components"] = con.sql(
         f"SELECT * EXCLUDE (date) FROM index_components WHERE date = DATE '{day - dt.timedelta(days=1)}' "
@@ -43,8 +52,11 @@ def read_inputs(con: duckdb.DuckDBPyConnection, day: dt.date) -> dict[str, pl.Da
 
 def read_baselines(con: duckdb.DuckDBPyConnection, day: dt.date, days: int) -> dict[str, pl.DataFrame]:
     """Earlier days' rows of the metric tables that serve as trailing baselines."""
-    return {name: read_history(con, name, day, days) if table_exists(con, name) else pl.DataFrame()
-            for name in ("crowding", "feature_samples")}
+    out = {name: read_history(con, name, day, days) if table_exists(con, name) else pl.DataFrame()
+           for name in ("crowding", "feature_samples", "api_scope_usage")}
+    out["minute_features"] = (read_history(con, "minute_features", day, min(days, ANOMALY_BASELINE_DAYS))
+                              if table_exists(con, "minute_features") else pl.DataFrame())
+    return out
 
 
 def liquidation_tables(data: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
@@ -100,6 +112,58 @@ def market_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFra
     }
 
 
+def account_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFrame],
+                   day: dt.date) -> dict[str, pl.DataFrame]:
+    """DESIGN 4.6 (order flow), 4.7 (anomalies), 4.8 (cross margin), 4.9 (bands, cascades) and
+    4.10 (API keys)."""
+    from venue_risk.metrics import (anomalies, api_scoping, cascade, cross_margin,
+                                    liquidation_bands as bands_m, order_flow)
+
+    fills = order_flow.rebuild_positions(data["positions_start"], data["trades"])
+    violations = order_flow.violations(data["order_events"], data["trades"], fills)
+    rebuilt = order_flow.end_of_day_positions(data["positions_start"], data["trades"], day)
+    check = (rebuilt.join(data["positions_eod"].select("account", "symbol", pl.col("size").alias("reported")),
+                          on=["account", "symbol"], how="full", coalesce=True)
+             .with_columns(pl.col("size").fill_null(0.0), pl.col("reported").fill_null(0.0))
+             .filter((pl.col("size") - pl.col("reported")).abs() > 1e-9)
+             .select("account", "symbol", pl.col("size").alias("rebuilt_size"), pl.col("reported").alias("reported_size")))
+
+    features = anomalies.minute_features(data["order_events"], data["leverage_changes"], data["book_depth"],
+                                         data["mark_index"], data["liquidations"], data["trades"])
+    baseline = baselines["minute_features"]
+    z = anomalies.robust_z(features, baseline if baseline.height else None)
+    incidents = anomalies.incidents(z)
+
+    vols, corr = cross_margin.return_stats(data["mark_index"])
+    stress = cross_margin.stress_cross_accounts(data["positions_eod"], data["accounts_eod"], data["mark_index"],
+                                                data["risk_tiers"], vols, corr)
+    marks = bands_m.eod_marks(data["mark_index"])
+    bands = bands_m.position_bands(data["positions_eod"], data["accounts_eod"], data["risk_tiers"], marks)
+    graph = cascade.build_graph(bands, data["book_depth"], data["mark_index"], data["risk_tiers"])
+
+    history = baselines["api_scope_usage"]
+    checklist = api_scoping.key_checklist(data["api_keys"], data["api_requests"], day,
+                                          scope_history=history if history.height else None)
+    return {
+        "order_flow_violations": violations,
+        "order_flow_counts": order_flow.violation_counts(violations, data["instruments"], day),
+        "position_rebuild_check": check,
+        "minute_features": features,
+        "anomaly_incidents": incidents,
+        "rules_vs_model": anomalies.rules_vs_model(features, incidents, zscores=z),
+        "cross_margin_stress": stress,
+        "cross_margin_summary": cross_margin.stress_summary(stress),
+        "position_bands": bands,
+        "time_in_band": bands_m.time_in_band(bands, data["mark_index"]),
+        "liquidations_at_risk": bands_m.liquidations_at_risk(bands, marks),
+        "cascade_table": cascade.cascade_table(graph),
+        "api_key_checklist": checklist,
+        "api_checklist_totals": api_scoping.checklist_totals(checklist),
+        "api_unattributed": api_scoping.unattributed_requests(data["api_requests"], data["api_keys"], day),
+        "api_scope_usage": api_scoping.scope_usage(data["api_requests"], day),
+    }
+
+
 def compute_all(con: duckdb.DuckDBPyConnection, day: dt.date, baseline_days: int) -> dict[str, pl.DataFrame]:
     """Every metric table for `day`, including `venue_figures` (the day's headline figures in
     long form: figure, value), which later days read as their baseline."""
@@ -109,10 +173,12 @@ def compute_all(con: duckdb.DuckDBPyConnection, day: dt.date, baseline_days: int
     baselines = read_baselines(con, day, baseline_days)
     tables = liquidation_tables(data)
     tables |= market_tables(data, baselines, tables["liquidation_executions"])
+    tables |= account_tables(data, baselines, day)
     figures = summary.venue_day_figures(data["trades"], data["market_metrics"], data["liquidations"],
                                         data["insurance_fund"], tables["liquidation_executions"],
                                         tables["forced_costs"])
     figures |= summary.market_day_figures(tables)
+    figures |= summary.account_day_figures(tables)
     tables["venue_figures"] = pl.DataFrame({"figure": list(figures),
                                             "value": [float(v) for v in figures.values()]})
     return {name: tables[name] for name in METRIC_TABLES}

@@ -58,6 +58,18 @@ FIGURE_LABELS: dict[str, str] = {
     "single_source_positions_crossed": "Positions one source could liquidate (count)",
     "mark_basis_p99_bps": "Mark basis p99 (bps)",
     "drifted_features": "Drifted features (count)",
+    "order_flow_violations": "Order-flow violations (count)",
+    "position_rebuild_mismatches": "Positions not matching the rebuild (count)",
+    "anomaly_incidents": "Early-warning incidents (count)",
+    "anomaly_incidents_high": "High-severity incidents (count)",
+    "rules_model_disagreements": "Rules vs model disagreements (count)",
+    "cross_breach_empirical_2s": "Cross accounts breaching at 2 sigma, empirical corr (count)",
+    "cross_breach_corr_one_2s": "Cross accounts breaching at 2 sigma, corr = 1 (count)",
+    "liquidation_notional_within_5pct": "Liquidation notional within 5% of mark (USDT)",
+    "cascade_amplification_10pct": "Cascade amplification, 10% shock, worst (x)",
+    "api_keys_failing": "API keys failing a check (count)",
+    "api_automation_without_kill_switch": "Automation keys without kill switch (count)",
+    "api_unattributed_requests": "Requests not attributable to a key (count)",
 }
 
 #: Figures shown on page one, in order (a figure absent from today's figures is skipped).
@@ -83,6 +95,18 @@ HEADLINE_FIGURES: tuple[str, ...] = (
     "single_source_positions_crossed",
     "mark_basis_p99_bps",
     "drifted_features",
+    "order_flow_violations",
+    "position_rebuild_mismatches",
+    "anomaly_incidents",
+    "anomaly_incidents_high",
+    "rules_model_disagreements",
+    "cross_breach_empirical_2s",
+    "cross_breach_corr_one_2s",
+    "liquidation_notional_within_5pct",
+    "cascade_amplification_10pct",
+    "api_keys_failing",
+    "api_automation_without_kill_switch",
+    "api_unattributed_requests",
     "data_quality_status",
     "data_quality_failed_checks",
 )
@@ -136,6 +160,19 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, Any]] = {
     "single_source_positions_crossed": {"above": (0, 10)},
     "mark_basis_p99_bps": {"above": (25.0, 50.0)},
     "drifted_features": {"above": (0, 2)},
+    # Account side (DESIGN 4.6-4.10).
+    "order_flow_violations": {"above": (None, 0)},
+    "position_rebuild_mismatches": {"above": (None, 0)},
+    "anomaly_incidents": {"above": (0, 3)},
+    "anomaly_incidents_high": {"above": (None, 0)},
+    "rules_model_disagreements": {"above": (0, None)},
+    "cross_breach_empirical_2s": {"above": (None, 0)},
+    "cross_breach_corr_one_2s": {"above": (0, 5)},
+    "liquidation_notional_within_5pct": {"ratio_above": (1.5, 3.0)},
+    "cascade_amplification_10pct": {"above": (1.5, 2.0)},
+    "api_keys_failing": {"above": (0, None)},
+    "api_automation_without_kill_switch": {"above": (None, 0)},
+    "api_unattributed_requests": {"above": (0, None)},
     # Data quality: warnings are amber, a failed gate is red.
     "data_quality_status": {"above": (0.0, 1.0)},
     "data_quality_failed_checks": {"above": (0, None)},
@@ -249,6 +286,57 @@ def market_day_figures(tables: dict[str, pl.DataFrame]) -> dict[str, float]:
         "single_source_positions_crossed": col_max("single_source_sensitivity", "positions_crossed"),
         "mark_basis_p99_bps": col_max("mark_basis", "basis_abs_p99_bps"),
         "drifted_features": count_true("feature_drift", "drifted"),
+    }
+
+
+def account_day_figures(tables: dict[str, pl.DataFrame]) -> dict[str, float]:
+    """Headline figures of the account-side families, from their metric tables.
+
+    order_flow_violations = violation rows (reduce-only grew or flipped, post-only took
+    liquidity, fill after cancel, self-trade); position_rebuild_mismatches = account x symbol
+    pairs whose rebuilt end-of-day size differs from positions_eod; anomaly_incidents /
+    anomaly_incidents_high = correlated-anomaly incidents (all / high severity);
+    rules_model_disagreements = rows of rules_vs_model; cross_breach_empirical_2s /
+    cross_breach_corr_one_2s = cross accounts breaching maintenance at k = 2 under the empirical
+    correlation / with correlations at one (worse direction); liquidation_notional_within_5pct =
+    liquidation notional whose liquidation price lies within 5 % of mark (both sides);
+    cascade_amplification_10pct = the largest amplification of a 10 % shock over symbols and
+    directions; api_keys_failing / api_automation_without_kill_switch = keys failing any check /
+    that check; api_unattributed_requests = requests with no known key.
+    """
+    def frame(name: str) -> pl.DataFrame:
+        f = tables.get(name)
+        return f if f is not None else pl.DataFrame()
+
+    def breaching(scenarios: tuple[str, ...]) -> float:
+        f = frame("cross_margin_summary")
+        if f.height == 0:
+            return 0.0
+        f = f.filter(pl.col("scenario").is_in(list(scenarios)) & (pl.col("k_sigma") == 2.0))
+        return float(f["accounts_breaching"].max() or 0) if f.height else 0.0
+
+    incidents = frame("anomaly_incidents")
+    lar = frame("liquidations_at_risk")
+    cas = frame("cascade_table")
+    keys = frame("api_key_checklist")
+    unattributed = frame("api_unattributed")
+    return {
+        "order_flow_violations": float(frame("order_flow_violations").height),
+        "position_rebuild_mismatches": float(frame("position_rebuild_check").height),
+        "anomaly_incidents": float(incidents.height),
+        "anomaly_incidents_high": float(incidents.filter(pl.col("severity") == "high").height)
+        if incidents.height else 0.0,
+        "rules_model_disagreements": float(frame("rules_vs_model").height),
+        "cross_breach_empirical_2s": breaching(("empirical",)),
+        "cross_breach_corr_one_2s": breaching(("corr_one_up", "corr_one_down")),
+        "liquidation_notional_within_5pct": float(
+            lar.filter(pl.col("distance_pct").abs() <= 5.0)["liquidation_notional"].sum()) if lar.height else 0.0,
+        "cascade_amplification_10pct": float(
+            cas.filter((pl.col("shock") - 0.10).abs() < 1e-9)["amplification"].max() or 0.0) if cas.height else 0.0,
+        "api_keys_failing": float((~keys["ok"]).sum()) if keys.height else 0.0,
+        "api_automation_without_kill_switch": float(keys["automation_without_kill_switch"].sum())
+        if keys.height else 0.0,
+        "api_unattributed_requests": float(unattributed["unattributed"].sum()) if unattributed.height else 0.0,
     }
 
 
