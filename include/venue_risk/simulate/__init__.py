@@ -11,9 +11,13 @@ continues from it (byte-identical to a single longer run: each day's randomness 
 
 Incidents: `incidents=None` uses the default plan anchored at the venue's genesis (demo: a stale
 index source on ETHUSDT on day 2, a BTCUSDT volatility shock with a liquidation cluster in thin
-books on day 4; tiny: the same kinds on days 0 and 1). Explicit `Incident`s take a date, or an
-int day offset from `start`. Kinds and their params: `incidents.py` (stale_index_source,
-broken_index_source, crowded_funding (multi-day), volatility_shock); see there to add a kind.
+books on day 4, ... and account incidents on days 2-6; tiny: a stale source and a shock on days 0
+and 1). Explicit `Incident`s take a date, or an int day offset from `start`. Kinds and their
+params: `incidents.py` (market: stale_index_source, broken_index_source, crowded_funding
+(multi-day), volatility_shock; ALL_KINDS) and `account_incidents.py` (ACCOUNT_KINDS:
+reduce_only_grew_position, post_only_took_liquidity, fill_after_cancel, cancel_burst,
+thin_book_cluster, leverage_spike, over_scoped_key, automation_key_without_kill_switch,
+cross_margin_small_hedge_trigger); see there to add a kind.
 
     random_plan(scale, start, days, seed, kinds=(...), per_kind=2) -> list[Incident]
     read_truth(out, day) -> list[dict]  (day=None: every simulated day, in date order)
@@ -49,10 +53,11 @@ import os
 from pathlib import Path
 
 from venue_risk.simulate.config import SCALES, Scale
-from venue_risk.simulate.incidents import ALL_KINDS, REGISTRY, Incident, default_plan, random_plan
+from venue_risk.simulate.incidents import (
+    ACCOUNT_KINDS, ALL_KINDS, REGISTRY, Incident, default_plan, random_plan)
 
-__all__ = ["simulate", "SCALES", "Incident", "REGISTRY", "ALL_KINDS", "day_dates", "random_plan",
-           "read_truth"]
+__all__ = ["simulate", "SCALES", "Incident", "REGISTRY", "ALL_KINDS", "ACCOUNT_KINDS", "day_dates",
+           "random_plan", "read_truth"]
 
 
 def read_truth(out: Path, day: dt.date | None = None) -> list[dict]:

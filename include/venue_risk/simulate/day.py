@@ -12,7 +12,7 @@ import polars as pl
 
 from venue_risk import schema
 from venue_risk.atomic import write_json_atomic, write_parquet_atomic
-from venue_risk.simulate import flows, market
+from venue_risk.simulate import account_incidents, flows, market
 from venue_risk.simulate.accounts import Accounts
 from venue_risk.simulate.config import (
     BANDS, INDEX_MIN_SOURCES, INDEX_OUTLIER_PCT, INDEX_STALE_S, INTEREST_8H, MINUTES, SECONDS, SEGMENT_MID,
@@ -50,6 +50,8 @@ def simulate_day(scale: Scale, acc: Accounts, day: dt.date, st: dict, seed: int,
     truths = apply_incidents(plan, incidents, anchor, np.random.default_rng([seed, ordl, 0]))
     mkts = market.generate(scale, plan, st["market"], np.random.default_rng([seed, ordl, 1]))
     t_mkt = time.perf_counter()
+    cross_ev, frozen, sized = account_incidents.prepare_cross(plan, mkts, st, acc, scale)
+    inject = {sym: list(plan.flags.get("engine", {}).get(sym, [])) + cross_ev.get(sym, []) for sym in syms}
     cash = st["wallet"].copy()
     new = {k: st[k].copy() for k in ("size", "entry", "margin", "lev")}
     results = []
@@ -57,7 +59,7 @@ def simulate_day(scale: Scale, acc: Accounts, day: dt.date, st: dict, seed: int,
         book = SymbolBook(*(new[x][:, k].copy() for x in ("size", "entry", "margin", "lev")))
         res = run_symbol(scale, mkt, book, cash, acc.isolated, acc.is_trader,
                          np.flatnonzero(acc.member[:, k]), acc.target[:, k], acc.mm_ids,
-                         np.random.default_rng([seed, ordl, 2, k]))
+                         np.random.default_rng([seed, ordl, 2, k]), inject[syms[k]] or None, frozen or None)
         for x, arr in zip(("size", "entry", "margin", "lev"), (book.size, book.entry, book.margin, book.lev)):
             new[x][:, k] = arr
         results.append(res)
@@ -91,11 +93,15 @@ def simulate_day(scale: Scale, acc: Accounts, day: dt.date, st: dict, seed: int,
     takers = pl.concat([pl.DataFrame(res.orders, schema={
         "local": pl.Int64, "ts": pl.Int64, "account": pl.Int64, "buy": pl.Boolean, "type": pl.String,
         "tif": pl.String, "price": pl.Float64, "qty": pl.Float64, "reduce_only": pl.Boolean,
-        "liq": pl.Int64}).with_columns(sym=pl.lit(k, pl.Int64)) for k, res in enumerate(results)])
+        "liq": pl.Int64, "post_only": pl.Boolean}).with_columns(sym=pl.lit(k, pl.Int64))
+        for k, res in enumerate(results)])
     rng_f = np.random.default_rng([seed, ordl, 3])
-    orders, events, fills = flows.build_orders(scale, fills, takers, mkts, acc, rng_f, st["next_order_id"])
+    notes: dict = {}
+    orders, events, fills = flows.build_orders(scale, fills, takers, mkts, acc, rng_f, st["next_order_id"],
+                                               plan.flags, notes)
     keys, req, last_used = flows.build_api(acc, orders, events, dt.date.fromisoformat(st["genesis"]),
-                                           day, us0, st["key_last_used"], rng_f)
+                                           day, us0, st["key_last_used"], rng_f, plan.flags, notes)
+    account_incidents.resolve(truths, results, orders, fills, notes, syms, sized, us0)
     t_flow = time.perf_counter()
 
     sym_expr = pl.col("sym").replace_strict(dict(enumerate(syms)), return_dtype=pl.String)
@@ -196,7 +202,7 @@ def simulate_day(scale: Scale, acc: Accounts, day: dt.date, st: dict, seed: int,
     accts = np.arange(1, acc.n)
     W("accounts_eod", pl.DataFrame({"date": day, "account": accts, "wallet_balance": cash[accts],
                                     "is_market_maker": acc.is_mm[accts]}))
-    lc = [(t, a, syms[k], o, n_) for k, res in enumerate(results) for (t, a, o, n_) in res.lev_changes]
+    lc = [(t, a, syms[k], o, n_) for k, res in enumerate(results) for (t, a, o, n_, *_) in res.lev_changes]
     W("leverage_changes", pl.DataFrame(lc, schema={"ts": pl.Int64, "account": pl.Int64, "symbol": pl.String,
                                                    "old_leverage": pl.Float64, "new_leverage": pl.Float64},
                                        orient="row").sort("ts", "account", "symbol").with_columns(ts=_ts("ts", us0)))

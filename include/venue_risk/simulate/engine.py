@@ -44,6 +44,13 @@ from venue_risk.simulate.market import SymbolMarket, tick_round, walk_book
 AUCTION_P = 0.7
 
 
+class ENGINE_API:
+    """The engine's state handed to an injected incident event (attribute access)."""
+
+    def __init__(self, locals_: dict) -> None:
+        self.__dict__.update(locals_)
+
+
 @dataclass
 class SymbolBook:
     """Positions of every account in one symbol (arrays indexed by account id)."""
@@ -60,11 +67,13 @@ class SymbolResult:
         "ts", "price", "qty", "buy", "taker", "maker", "taker_fee", "maker_fee", "liq", "taker_order",
         "maker_kind")})
     orders: dict = field(default_factory=lambda: {k: [] for k in (
-        "local", "ts", "account", "buy", "type", "tif", "price", "qty", "reduce_only", "liq")})
+        "local", "ts", "account", "buy", "type", "tif", "price", "qty", "reduce_only", "liq",
+        "post_only")})
     liqs: list = field(default_factory=list)
     lev_changes: list = field(default_factory=list)
     snapshots: list = field(default_factory=list)  # (second, oi, n_long, n_short)
     fund_deltas: list = field(default_factory=list)  # (ts_done_us, delta)
+    tagged: list = field(default_factory=list)  # injected incidents: {tag, local order, account, ...}
 
 
 def max_notional_for_leverage(tiers: list[margin.Tier], lev: float) -> float:
@@ -81,8 +90,13 @@ def draw_leverage(u: float, tiers: list[margin.Tier], notional: float) -> float:
 
 def run_symbol(scale: Scale, mkt: SymbolMarket, book: SymbolBook, cash: np.ndarray,
                isolated: np.ndarray, is_trader: np.ndarray, members: np.ndarray, target: np.ndarray,
-               mm_ids: np.ndarray, rng: np.random.Generator) -> SymbolResult:
-    """Simulate one symbol's day; mutates `book` and `cash`; returns the day's records."""
+               mm_ids: np.ndarray, rng: np.random.Generator, inject: list | None = None,
+               frozen: dict | None = None) -> SymbolResult:
+    """Simulate one symbol's day; mutates `book` and `cash`; returns the day's records.
+
+    `inject`: order-flow incident events of this symbol (`account_incidents.engine_events`),
+    run in time order with the day's events; `frozen`: account -> µs from which its random taker
+    orders are skipped (all day: 0)."""
     inst = mkt.inst
     tiers = inst.tiers
     lot, rate_liq = inst.lot, inst.liquidation_fee_rate
@@ -147,11 +161,12 @@ def run_symbol(scale: Scale, mkt: SymbolMarket, book: SymbolBook, cash: np.ndarr
     O = res.orders
 
     def new_order(ts: int, a: int, buy: bool, typ: str, tif: str, price: float, qty: float,
-                  ro: bool, liq: int) -> int:
+                  ro: bool, liq: int, po: bool = False) -> int:
         o = order_seq[0]
         order_seq[0] += 1
         for k, v in (("local", o), ("ts", ts), ("account", a), ("buy", buy), ("type", typ),
-                     ("tif", tif), ("price", price), ("qty", qty), ("reduce_only", ro), ("liq", liq)):
+                     ("tif", tif), ("price", price), ("qty", qty), ("reduce_only", ro), ("liq", liq),
+                     ("post_only", po)):
             O[k].append(v)
         return o
 
@@ -290,6 +305,12 @@ def run_symbol(scale: Scale, mkt: SymbolMarket, book: SymbolBook, cash: np.ndarr
     ev_kind = np.concatenate([np.zeros(len(fund), np.int64), np.ones(SECONDS // 300, np.int64),
                               np.full(n_arr, 2, np.int64)])
     ev_idx = np.concatenate([np.zeros(len(fund) + SECONDS // 300, np.int64), np.arange(n_arr)])
+    inj = sorted(inject or [], key=lambda e: e["t"])
+    if inj:
+        ev_ts = np.concatenate([ev_ts, np.array([e["t"] for e in inj], dtype=np.int64)])
+        ev_kind = np.concatenate([ev_kind, np.full(len(inj), 3, np.int64)])
+        ev_idx = np.concatenate([ev_idx, np.arange(len(inj), dtype=np.int64)])
+    frozen = frozen or {}
     order = np.lexsort((ev_kind, ev_ts))
     max_notional = {float(L): max_notional_for_leverage(tiers, float(L)) for L in np.unique(np.concatenate([LEVERAGES, [2.0, 3.0]]))}
     mm_n = len(mm_ids)
@@ -311,9 +332,16 @@ def run_symbol(scale: Scale, mkt: SymbolMarket, book: SymbolBook, cash: np.ndarr
             res.snapshots.append((s, float(size[size > 0].sum()), int(((size > 0) & traders_mask).sum()),
                                   int(((size < 0) & traders_mask).sum())))
             continue
+        if kind == 3:
+            from venue_risk.simulate.account_incidents import run_injected
+            run_injected(inj[ev_idx[e]], t, ENGINE_API(locals_=dict(
+                size=size, lev=lev, locked=locked, mem=mem, isolated=isolated, is_trader=is_trader,
+                target=target, mkt=mkt, tiers=tiers, inst=inst, lot=lot, res=res, fill=fill,
+                new_order=new_order, makers_for=makers_for, bid=bid_l, ask=ask_l)))
+            continue
         u = U[ev_idx[e]]
         a = int(mem[min(int(u[0] * n_mem), n_mem - 1)])
-        if t <= locked[a]:
+        if t <= locked[a] or (frozen and t >= frozen.get(a, DAY_US)):
             continue
         s = t // 1_000_000
         x = float(size[a])
@@ -343,7 +371,7 @@ def run_symbol(scale: Scale, mkt: SymbolMarket, book: SymbolBook, cash: np.ndarr
         is_limit = u[5] >= 0.7
         o = new_order(t, a, buy, "limit" if is_limit else "market", "IOC",
                       float(tick_round(price + (5 if buy else -5) * inst.tick, inst.tick)) if is_limit else math.nan,
-                      qty, reducing and u[6] < 0.3, -1)
+                      qty, reducing and u[6] < 0.3, -1, False)
         if u[7] < 0.3 and qty >= 2 * lot:
             q1 = math.floor(qty * 0.6 / lot) * lot
             parts = [q1, qty - q1]

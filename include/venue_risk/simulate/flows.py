@@ -33,11 +33,16 @@ def trade_key(a: np.ndarray) -> np.ndarray:
 
 
 def build_orders(scale: Scale, fills: pl.DataFrame, takers: pl.DataFrame, markets: list,
-                 acc: Accounts, rng: np.random.Generator, next_order_id: int
+                 acc: Accounts, rng: np.random.Generator, next_order_id: int,
+                 flags: dict | None = None, notes: dict | None = None
                  ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """fills: sym, trade_id, ts, price, qty, buy, maker, maker_kind, taker_local (sorted by
-    trade_id); takers: sym, local, ts, account, buy, type, tif, price, qty, reduce_only, liq.
-    Returns (orders, order_events, fills with taker_order_id / maker_order_id)."""
+    trade_id); takers: sym, local, ts, account, buy, type, tif, price, qty, reduce_only, liq,
+    post_only. Returns (orders, order_events, fills with taker_order_id / maker_order_id).
+    `flags`: the day plan's incident flags (fill_after_cancel, cancel_burst); what they did is
+    written to `notes` (account_incidents.resolve reads it)."""
+    flags = flags or {}
+    notes = {} if notes is None else notes
     nf = fills.height
     lots = np.array([m.inst.lot for m in markets])
     ticks = np.array([m.inst.tick for m in markets])
@@ -54,13 +59,31 @@ def build_orders(scale: Scale, fills: pl.DataFrame, takers: pl.DataFrame, market
     m_qty = np.where(partial, np.ceil(f_qty * rng.uniform(1.5, 3.0, nf) / lots[f_sym]) * lots[f_sym], f_qty)
     m_qty = np.where(partial, np.round(m_qty, 10), m_qty)
     m_cancel = np.where(partial, np.minimum(f_ts + rng.integers(100_000, 10_000_000, nf), DAY_US - 1), -1)
+    m_filled = f_qty.copy()
+    # incident: a quote filled after its cancel event (the cancel moved before the fill)
+    taken = set()
+    f_tid = fills["trade_id"].to_numpy()
+    for spec in flags.get("fill_after_cancel", []):
+        cand = np.flatnonzero((f_sym == spec["sym"]) & (f_kind == 0) & (f_ts >= spec["t"]))
+        cand = [i for i in cand.tolist() if i not in taken]
+        if not cand:
+            raise ValueError(f"fill_after_cancel: no maker fill after {spec['t']} us")
+        i = cand[0]
+        taken.add(i)
+        partial[i] = True
+        m_qty[i] = np.round(np.ceil(2.0 * f_qty[i] / lots[f_sym[i]]) * lots[f_sym[i]], 10)
+        m_cancel[i] = max(int(m_new[i]) + 1, int(f_ts[i]) - spec["gap_us"])
+        m_filled[i] = 0.0
+        notes.setdefault("fill_after_cancel", {})[spec["tag"]] = {
+            "sym": int(f_sym[i]), "local": i, "account": int(f_maker[i]), "trade_id": int(f_tid[i]),
+            "cancel_ts": int(m_cancel[i]), "fill_ts": int(f_ts[i])}
     mk_key = np.where(acc.has_key[f_maker] & (f_maker != BACKSTOP_ACCOUNT), trade_key(f_maker), -1)
     makers = pl.DataFrame({
         "sym": f_sym, "rank": np.ones(nf, np.int64), "local": np.arange(nf), "new_ts": m_new,
         "account": f_maker, "buy": ~fills["buy"].to_numpy(),
         "type": "limit", "tif": np.where(f_kind == 0, "GTX", "GTC"),
         "price": fills["price"].to_numpy(), "qty": m_qty, "reduce_only": False,
-        "post_only": f_kind == 0, "key": mk_key, "cancel_ts": m_cancel, "filled": f_qty,
+        "post_only": f_kind == 0, "key": mk_key, "cancel_ts": m_cancel, "filled": m_filled,
     })
     # cancelled quotes
     n_filled_quotes = int((f_kind == 0).sum())
@@ -80,12 +103,39 @@ def build_orders(scale: Scale, fills: pl.DataFrame, takers: pl.DataFrame, market
     q_qty = np.maximum(np.floor(f_qty[src] * rng.uniform(0.5, 2.0, nq) / lots[q_sym]) * lots[q_sym], lots[q_sym])
     q_qty = np.round(q_qty, 10)
     q_acct = acc.mm_ids[rng.integers(0, len(acc.mm_ids), nq)]
+    q_cancel = q_new + rng.integers(50_000, 5_000_000, nq)
+    # incident: a cancel burst (extra quotes cancelled 20-800 ms after placement)
+    for spec in flags.get("cancel_burst", []):
+        r2 = np.random.default_rng(spec["seed"])
+        k = spec["sym"]
+        base = (int((q_sym == k).sum()) + int((partial & (f_sym == k)).sum())) / 1440.0
+        mins = (spec["t1"] - spec["t0"]) / 60e6
+        n_x = max(20, int(round(spec["x"] * base * mins)))
+        who = acc.mm_ids[r2.permutation(len(acc.mm_ids))[:max(1, min(spec["n_accounts"], len(acc.mm_ids)))]]
+        b_new = r2.integers(spec["t0"], max(spec["t0"] + 1, spec["t1"] - 800_000), n_x)
+        b_sec = b_new // 1_000_000
+        b_buy = r2.random(n_x) < 0.5
+        b_off = r2.integers(0, 20, n_x) * ticks[k]
+        b_px = np.round(np.where(b_buy, markets[k].bid[b_sec] - b_off, markets[k].ask[b_sec] + b_off), 8)
+        ref = f_qty[f_sym == k]
+        b_q = np.round(np.maximum(np.floor((np.median(ref) if len(ref) else lots[k]) * r2.uniform(0.5, 2.0, n_x)
+                                           / lots[k]) * lots[k], lots[k]), 10)
+        q_sym = np.concatenate([q_sym, np.full(n_x, k)])
+        q_new = np.concatenate([q_new, b_new])
+        q_buy = np.concatenate([q_buy, b_buy])
+        q_px = np.concatenate([q_px, b_px])
+        q_qty = np.concatenate([q_qty, b_q])
+        q_acct = np.concatenate([q_acct, who[r2.integers(0, len(who), n_x)]])
+        q_cancel = np.concatenate([q_cancel, b_new + r2.integers(20_000, 800_000, n_x)])
+        nq += n_x
+        notes.setdefault("cancel_burst", {})[spec["tag"]] = {
+            "extra": int(n_x), "base_per_min": base, "accounts": sorted(int(a) for a in set(who.tolist()))}
     quotes = pl.DataFrame({
         "sym": q_sym, "rank": np.full(nq, 2, np.int64), "local": np.arange(nq), "new_ts": q_new,
         "account": q_acct, "buy": q_buy, "type": "limit", "tif": "GTX", "price": q_px,
         "qty": q_qty, "reduce_only": False, "post_only": True,
         "key": np.where(acc.has_key[q_acct], trade_key(q_acct), -1),
-        "cancel_ts": q_new + rng.integers(50_000, 5_000_000, nq), "filled": np.zeros(nq),
+        "cancel_ts": q_cancel, "filled": np.zeros(nq),
     })
     # taker orders
     t_acct = takers["account"].to_numpy()
@@ -94,7 +144,7 @@ def build_orders(scale: Scale, fills: pl.DataFrame, takers: pl.DataFrame, market
     tk = takers.select(
         "sym", pl.lit(0, pl.Int64).alias("rank"), "local", pl.col("ts").alias("new_ts"), "account",
         "buy", "type", "tif", "price", "qty", "reduce_only",
-        pl.lit(False).alias("post_only"),
+        "post_only",
         pl.Series("key", np.where(via_key, trade_key(t_acct), -1)),
         pl.lit(-1, pl.Int64).alias("cancel_ts"), pl.lit(None, pl.Float64).alias("filled"))
     orders = pl.concat([tk, makers, quotes], how="vertical_relaxed")
@@ -136,9 +186,14 @@ def build_orders(scale: Scale, fills: pl.DataFrame, takers: pl.DataFrame, market
 
 
 def build_api(acc: Accounts, orders: pl.DataFrame, events: pl.DataFrame, genesis: dt.date,
-              day: dt.date, day_us0: int, last_used: dict, rng: np.random.Generator
+              day: dt.date, day_us0: int, last_used: dict, rng: np.random.Generator,
+              flags: dict | None = None, notes: dict | None = None
               ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
-    """Returns (api_keys, api_requests with ts in µs of the day, updated last_used)."""
+    """Returns (api_keys, api_requests with ts in µs of the day, updated last_used). `flags`
+    ["keys"]: incident keys (over-scoped, automation without kill switch) added to the day's
+    snapshot with their requests; what was added goes to `notes["keys"]`."""
+    flags = flags or {}
+    notes = {} if notes is None else notes
     # taker orders placed via a key: one request each
     tk = orders.filter((pl.col("rank") == 0) & pl.col("key").is_not_null())
     lat_t = rng.lognormal(np.log(40.0), 0.5, tk.height)
@@ -170,6 +225,9 @@ def build_api(acc: Accounts, orders: pl.DataFrame, events: pl.DataFrame, genesis
                           "endpoint": np.array(READ_ENDPOINTS)[rng.integers(0, 3, len(r_key))],
                           "method": "GET", "status": 200, "latency_ms": np.round(lat_r, 3),
                           "scope_used": "read"})
+    keys, req_x, ip_x = _incident_keys(acc, keys, flags.get("keys", []), day_us0, notes)
+    if req_x is not None:
+        req_r = pl.concat([req_r, req_x], how="vertical_relaxed")
     orders_req = pl.concat([req_t, req_m], how="vertical_relaxed")
     # rejected extra requests
     n = orders_req.height
@@ -182,6 +240,7 @@ def build_api(acc: Accounts, orders: pl.DataFrame, events: pl.DataFrame, genesis
     for a, kid in zip(k_acct.tolist(), k_id.tolist()):
         ips = acc.allow_ips[a]
         ip_of[kid] = ips[0] if kid % 10 == 1 else f"198.51.100.{a % 250 + 1}"
+    ip_of.update(ip_x)
     req = req.with_columns(source_ip=pl.col("key_id").replace_strict(ip_of, return_dtype=pl.String))
     req = req.sort("ts", "key_id", "endpoint", "method", "status")
     used = req.group_by("key_id").agg(pl.col("ts").max())
@@ -191,6 +250,50 @@ def build_api(acc: Accounts, orders: pl.DataFrame, events: pl.DataFrame, genesis
     keys = keys.with_columns(last_used_at=pl.col("key_id").cast(pl.String)
                              .replace_strict(last_used, default=None, return_dtype=pl.Int64))
     return keys, req, last_used
+
+
+def _incident_keys(acc: Accounts, keys: pl.DataFrame, specs: list, day_us0: int, notes: dict
+                   ) -> tuple[pl.DataFrame, pl.DataFrame | None, dict]:
+    """Add the day's incident keys (over-scoped: account x 10 + 3; automation without kill
+    switch: account x 10 + 4) and their read requests. Returns (keys, requests or None, ip map)."""
+    if not specs:
+        return keys, None, {}
+    traders = np.flatnonzero(acc.is_trader)
+    rows, reqs, ips = [], [], {}
+    used: set = set()
+    for spec in specs:
+        r2 = np.random.default_rng(spec["seed"])
+        suffix = 3 if spec["type"] == "over" else 4
+        j = min(int(spec["u"] * len(traders)), len(traders) - 1)
+        while int(traders[j]) * 10 + suffix in used:
+            j = (j + 1) % len(traders)
+        a = int(traders[j])
+        kid = a * 10 + suffix
+        used.add(kid)
+        t0, t1 = spec["t0"] * 1_000_000, spec["t1"] * 1_000_000
+        created = day_us0 + t0 - 1_000_000
+        if spec["type"] == "over":
+            scopes = ["read", "trade"] + (["withdraw"] if spec["withdraw"] else [])
+            allow = [] if spec["no_allowlist"] else list(acc.allow_ips[a])
+            cod = True
+            ips[kid] = f"203.0.113.{a % 250 + 1}"
+            n = 20
+        else:
+            scopes, allow, cod = ["read", "trade"], list(acc.allow_ips[a]), False
+            ips[kid] = acc.allow_ips[a][0]
+            n = int(round(spec["rpm"] * (t1 - t0) / 60e6))
+        rows.append((kid, a, scopes, allow, created, created + 90 * 86_400_000_000, cod))
+        ts = np.sort(r2.integers(t0, max(t0 + 1, t1), n))
+        reqs.append(pl.DataFrame({"ts": ts, "key_id": np.full(n, kid, np.int64), "account": np.full(n, a, np.int64),
+                                  "endpoint": np.array(READ_ENDPOINTS)[r2.integers(0, 3, n)], "method": "GET",
+                                  "status": 200, "latency_ms": np.round(r2.lognormal(np.log(25.0), 0.5, n), 3),
+                                  "scope_used": "read"}))
+        notes.setdefault("keys", {})[spec["tag"]] = {
+            "key_id": kid, "account": a, "scopes": scopes, "ip_allowlist": allow, "cancel_on_disconnect": cod,
+            "requests": n, "rpm": (n / ((t1 - t0) / 60e6)) if t1 > t0 else 0.0}
+    extra = pl.DataFrame(rows, schema={k: v for k, v in keys.schema.items() if k != "status"},
+                         orient="row").with_columns(status=pl.lit("active"))
+    return pl.concat([keys, extra]).sort("key_id"), pl.concat(reqs), ips
 
 
 def api_keys_frame(acc: Accounts, genesis: dt.date) -> pl.DataFrame:

@@ -274,7 +274,10 @@ def volatility_shock(plan: DayPlan, inc: Incident, rng: np.random.Generator) -> 
 def default_plan(scale: str, start: dt.date, days: int, symbols: list[str]) -> list[Incident]:
     """Demo (7-day run): a crowded-funding regime on XRPUSDT on days 1-4, a stale source on
     ETHUSDT on day 2, a BTC volatility shock on day 4, a broken SOLUSDT source (kraken printing
-    18 % low for 20 minutes) on day 5; tiny (and large): a stale source and a volatility shock on
+    18 % low for 20 minutes) on day 5; account kinds on day offsets 2-6: a partially filled
+    reduce-only BTC order that flips (2), an ETH post-only order taking liquidity (3), an
+    over-scoped key (4), an automation key without kill switch (5), a SOLUSDT cancel burst (6);
+    tiny (and large): a stale source and a volatility shock on
     day offsets 0 and 1, as far as `days` allows."""
     if scale == "demo":
         plan = [Incident("crowded_funding", 1, "XRPUSDT", dt.time(0), 0.0, {"days": 4, "premium": 0.0006}),
@@ -282,7 +285,12 @@ def default_plan(scale: str, start: dt.date, days: int, symbols: list[str]) -> l
                 Incident("volatility_shock", 4, "BTCUSDT", dt.time(14, 30), 1800.0,
                          {"move": -0.08, "depth_x": 0.04}),
                 Incident("broken_index_source", 5, "SOLUSDT", dt.time(10, 40), 1200.0,
-                         {"source": "kraken", "offset": -0.18})]
+                         {"source": "kraken", "offset": -0.18}),
+                Incident("reduce_only_grew_position", 2, "BTCUSDT", dt.time(11, 5), 60.0, {"partial": True}),
+                Incident("post_only_took_liquidity", 3, "ETHUSDT", dt.time(13, 20), 60.0),
+                Incident("over_scoped_key", 4, "BTCUSDT", dt.time(8, 0), 5400.0),
+                Incident("automation_key_without_kill_switch", 5, "ETHUSDT", dt.time(16, 30), 7200.0),
+                Incident("cancel_burst", 6, "SOLUSDT", dt.time(19, 45), 240.0)]
     else:
         plan = [Incident("stale_index_source", 0, symbols[-1], dt.time(9, 15), 420.0,
                          {"source": "okx"}),
@@ -305,6 +313,22 @@ def _draw(kind: str, rng: np.random.Generator) -> tuple[float, dict]:
     if kind == "volatility_shock":
         move = float(rng.uniform(0.05, 0.08)) * (-1.0 if rng.random() < 0.7 else 1.0)
         return 1800.0, {"move": round(move, 4)}
+    if kind == "reduce_only_grew_position":
+        partial = bool(rng.random() < 0.5)
+        return 60.0, {"partial": partial}
+    if kind in ("post_only_took_liquidity", "fill_after_cancel", "cross_margin_small_hedge_trigger"):
+        return 60.0, {}
+    if kind == "cancel_burst":
+        return float(rng.integers(3, 7) * 60), {}
+    if kind == "thin_book_cluster":
+        return float(rng.integers(10, 31) * 60), {"n_symbols": int(rng.integers(1, 3))}
+    if kind == "leverage_spike":
+        return float(rng.integers(3, 9) * 60), {}
+    if kind == "over_scoped_key":
+        mode = int(rng.integers(3))
+        return float(rng.integers(30, 121) * 60), {"withdraw": mode != 1, "no_allowlist": mode != 0}
+    if kind == "automation_key_without_kill_switch":
+        return float(rng.integers(30, 181) * 60), {}
     return 600.0, {}
 
 
@@ -319,6 +343,11 @@ def random_plan(scale: str, start: dt.date, days: int, seed: int,
       broken 5-30 min with offset +-U(10%, 25%), volatility shock 30 min with move
       -+U(5%, 8%), 70% down); the source of stale / broken sources is the simulator's seeded
       choice on the day (read it from the truth). crowded_funding covers min(4, days) whole days.
+    - Account kinds (`ACCOUNT_KINDS`, pass them in `kinds`): reduce-only / post-only /
+      fill-after-cancel 1 min (reduce-only partial 50%), cancel burst 3-6 min, thin-book cluster
+      10-30 min on 1-2 symbols, leverage spike 3-8 min, over-scoped key 30-120 min (withdraw,
+      no allowlist, or both), automation key 30-180 min, cross-margin hedge at a minute in
+      16:05-23:29. The default `kinds` (ALL_KINDS) are the market kinds only.
     - The first `warmup_days` days (default days // 4, at most 7) stay clean so trailing
       baselines exist; so does the day after a crowded regime on its symbol.
     - Never two incidents of the same kind on the same symbol-day; incidents of different kinds
@@ -367,6 +396,9 @@ def random_plan(scale: str, start: dt.date, days: int, seed: int,
                 busy.setdefault((sym, j), set()).add(kind)
             if kind == "crowded_funding":
                 t = dt.time(0, 0)
+            elif kind == "cross_margin_small_hedge_trigger":  # after the 16:00 funding
+                m = int(rng.integers(16 * 60 + 5, 23 * 60 + 30))
+                t = dt.time(m // 60, m % 60)
             else:
                 m = int(rng.integers(1, int((SECONDS - duration) // 60) - 1))
                 t = dt.time(m // 60, m % 60)
@@ -386,3 +418,6 @@ def apply_incidents(plan: DayPlan, incidents: list[Incident], run_start: dt.date
             raise ValueError(f"unknown incident kind {inc.kind!r}; known: {sorted(REGISTRY)}")
         out.append(REGISTRY[inc.kind](plan, inc, rng))
     return out
+
+
+from venue_risk.simulate.account_incidents import ACCOUNT_KINDS  # noqa: E402,F401  (registers the account kinds)
