@@ -4,7 +4,8 @@ portfolio, shocked under the day's empirical correlation and under correlations 
 - Returns: the last mark of each minute per symbol; r = ln(mark_m / mark_(m-1)). vol_1m = sample
   standard deviation of the day's 1-minute returns; corr = Pearson correlation of two symbols'
   returns over the minutes both have.
-- Horizon volatility sigma_s = vol_1m_s x sqrt(horizon_min) (default 60 minutes).
+- Horizon volatility sigma_s = vol_1m_s x sqrt(horizon_min) (default one day, 1,440 minutes:
+  a k-sigma day for the account).
 - Account (margin_mode cross positions only): w_s = size_s x mark_s (signed notional at the
   day's last mark); equity = wallet - isolated margins of the account's isolated positions +
   sum size x (mark - entry); MM = sum of margin.maintenance_margin(tiers_s, |size_s| x mark_s).
@@ -39,7 +40,7 @@ METHOD = __doc__
 
 F64, I64, STR = pl.Float64, pl.Int64, pl.String
 
-HORIZON_MIN = 60
+HORIZON_MIN = 1440
 K_SIGMA: tuple[float, ...] = (1.0, 2.0, 3.0)
 SCENARIOS: tuple[str, ...] = ("empirical", "corr_one_up", "corr_one_down")
 

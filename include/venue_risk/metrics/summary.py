@@ -63,8 +63,8 @@ FIGURE_LABELS: dict[str, str] = {
     "anomaly_incidents": "Early-warning incidents (count)",
     "anomaly_incidents_high": "High-severity incidents (count)",
     "rules_model_disagreements": "Rules vs model disagreements (count)",
-    "cross_breach_empirical_2s": "Cross accounts breaching at 2 sigma, empirical corr (count)",
-    "cross_breach_corr_one_2s": "Cross accounts breaching at 2 sigma, corr = 1 (count)",
+    "cross_breach_empirical_3s": "Cross accounts breaching, 3-sigma day, empirical corr (count)",
+    "cross_breach_corr_one_3s": "Cross accounts breaching, 3-sigma day, corr = 1 (count)",
     "liquidation_notional_within_5pct": "Liquidation notional within 5% of mark (USDT)",
     "cascade_amplification_10pct": "Cascade amplification, 10% shock, worst (x)",
     "api_keys_failing": "API keys failing a check (count)",
@@ -100,8 +100,8 @@ HEADLINE_FIGURES: tuple[str, ...] = (
     "anomaly_incidents",
     "anomaly_incidents_high",
     "rules_model_disagreements",
-    "cross_breach_empirical_2s",
-    "cross_breach_corr_one_2s",
+    "cross_breach_empirical_3s",
+    "cross_breach_corr_one_3s",
     "liquidation_notional_within_5pct",
     "cascade_amplification_10pct",
     "api_keys_failing",
@@ -166,8 +166,8 @@ DEFAULT_THRESHOLDS: dict[str, dict[str, Any]] = {
     "anomaly_incidents": {"above": (0, 3)},
     "anomaly_incidents_high": {"above": (None, 0)},
     "rules_model_disagreements": {"above": (0, None)},
-    "cross_breach_empirical_2s": {"above": (None, 0)},
-    "cross_breach_corr_one_2s": {"above": (0, 5)},
+    "cross_breach_empirical_3s": {"above": (None, 0)},
+    "cross_breach_corr_one_3s": {"above": (0, 5)},
     "liquidation_notional_within_5pct": {"ratio_above": (1.5, 3.0)},
     "cascade_amplification_10pct": {"above": (1.5, 2.0)},
     "api_keys_failing": {"above": (0, None)},
@@ -296,9 +296,9 @@ def account_day_figures(tables: dict[str, pl.DataFrame]) -> dict[str, float]:
     liquidity, fill after cancel, self-trade); position_rebuild_mismatches = account x symbol
     pairs whose rebuilt end-of-day size differs from positions_eod; anomaly_incidents /
     anomaly_incidents_high = correlated-anomaly incidents (all / high severity);
-    rules_model_disagreements = rows of rules_vs_model; cross_breach_empirical_2s /
-    cross_breach_corr_one_2s = cross accounts breaching maintenance at k = 2 under the empirical
-    correlation / with correlations at one (worse direction); liquidation_notional_within_5pct =
+    rules_model_disagreements = rows of rules_vs_model; cross_breach_empirical_3s /
+    cross_breach_corr_one_3s = cross accounts breaching maintenance after a 3-sigma day under the
+    empirical correlation / with correlations at one (worse direction); liquidation_notional_within_5pct =
     liquidation notional whose liquidation price lies within 5 % of mark (both sides);
     cascade_amplification_10pct = the largest amplification of a 10 % shock over symbols and
     directions; api_keys_failing / api_automation_without_kill_switch = keys failing any check /
@@ -312,7 +312,7 @@ def account_day_figures(tables: dict[str, pl.DataFrame]) -> dict[str, float]:
         f = frame("cross_margin_summary")
         if f.height == 0:
             return 0.0
-        f = f.filter(pl.col("scenario").is_in(list(scenarios)) & (pl.col("k_sigma") == 2.0))
+        f = f.filter(pl.col("scenario").is_in(list(scenarios)) & (pl.col("k_sigma") == 3.0))
         return float(f["accounts_breaching"].max() or 0) if f.height else 0.0
 
     incidents = frame("anomaly_incidents")
@@ -327,8 +327,8 @@ def account_day_figures(tables: dict[str, pl.DataFrame]) -> dict[str, float]:
         "anomaly_incidents_high": float(incidents.filter(pl.col("severity") == "high").height)
         if incidents.height else 0.0,
         "rules_model_disagreements": float(frame("rules_vs_model").height),
-        "cross_breach_empirical_2s": breaching(("empirical",)),
-        "cross_breach_corr_one_2s": breaching(("corr_one_up", "corr_one_down")),
+        "cross_breach_empirical_3s": breaching(("empirical",)),
+        "cross_breach_corr_one_3s": breaching(("corr_one_up", "corr_one_down")),
         "liquidation_notional_within_5pct": float(
             lar.filter(pl.col("distance_pct").abs() <= 5.0)["liquidation_notional"].sum()) if lar.height else 0.0,
         "cascade_amplification_10pct": float(
