@@ -45,6 +45,7 @@ import polars as pl
 
 from venue_risk.errors import InputError
 from venue_risk.schema import TS
+from venue_risk.metrics.frames import conform as _conform, require_columns as _need
 
 METHOD = __doc__
 
@@ -102,15 +103,6 @@ CASE_INCIDENT_NO_BREACH = "incident_no_breach"
 CASE_BREACH_NO_INCIDENT = "breach_no_incident"
 
 
-def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    return frame.select([pl.col(c).cast(t) for c, t in schema.items()])
-
-
-def _need(frame: pl.DataFrame, dataset: str, cols: tuple[str, ...]) -> None:
-    missing = [c for c in cols if c not in frame.columns]
-    if missing:
-        raise InputError(dataset, f"missing column(s) {missing}", column=missing[0],
-                         expected=f"the canonical columns {list(cols)}")
 
 
 def _minute(col: str) -> pl.Expr:

@@ -39,6 +39,7 @@ import polars as pl
 
 from venue_risk.errors import InputError
 from venue_risk.schema import TS
+from venue_risk.metrics.frames import require_columns as _require, conform as _conform
 
 METHOD = __doc__
 
@@ -109,15 +110,6 @@ _KEY_COLS = ("key_id", "account", "scopes", "ip_allowlist", "created_at", "last_
 _REQ_COLS = ("ts", "key_id", "status", "scope_used")
 
 
-def _require(frame: pl.DataFrame, dataset: str, cols: tuple[str, ...]) -> None:
-    missing = [c for c in cols if c not in frame.columns]
-    if missing:
-        raise InputError(dataset, f"missing column(s) {missing}", column=missing[0],
-                         expected=f"the canonical columns {list(cols)}")
-
-
-def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    return frame.select([pl.col(c).cast(t) for c, t in schema.items()])
 
 
 def _rolling_peak(frame: pl.DataFrame, name: str) -> pl.DataFrame:

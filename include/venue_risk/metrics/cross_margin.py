@@ -35,6 +35,7 @@ import polars as pl
 
 from venue_risk import margin
 from venue_risk.errors import InputError
+from venue_risk.metrics.frames import conform as _conform, require_columns as _need
 
 METHOD = __doc__
 
@@ -62,15 +63,6 @@ SUMMARY_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    return frame.select([pl.col(c).cast(t) for c, t in schema.items()])
-
-
-def _need(frame: pl.DataFrame, dataset: str, cols: tuple[str, ...]) -> None:
-    missing = [c for c in cols if c not in frame.columns]
-    if missing:
-        raise InputError(dataset, f"missing column(s) {missing}", column=missing[0],
-                         expected=f"columns {list(cols)}")
 
 
 def _minute_marks(mark_index: pl.DataFrame) -> pl.DataFrame:

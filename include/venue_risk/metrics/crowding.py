@@ -49,6 +49,7 @@ import datetime as dt
 import polars as pl
 
 from venue_risk.errors import InputError
+from venue_risk.metrics.frames import require_columns as _require, conform as _conform
 
 METHOD = __doc__
 
@@ -103,15 +104,6 @@ SCORES_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def _require(frame: pl.DataFrame, dataset: str, columns: list[str]) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise InputError(dataset, f"missing column(s) {missing}", column=missing[0],
-                         expected=f"columns {columns}")
-
-
-def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    return frame.select([pl.col(c).cast(t) for c, t in schema.items()])
 
 
 def annualized_realized_vol(mark_index: pl.DataFrame) -> pl.DataFrame:

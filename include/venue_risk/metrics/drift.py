@@ -59,6 +59,7 @@ import numpy as np
 import polars as pl
 
 from venue_risk.errors import InputError
+from venue_risk.metrics.frames import require_columns as _require
 
 METHOD = __doc__
 
@@ -133,12 +134,6 @@ def ks_statistic(expected: np.ndarray | pl.Series, actual: np.ndarray | pl.Serie
     fa = np.searchsorted(a, grid, side="right") / a.size
     return float(np.max(np.abs(fe - fa)))
 
-
-def _require(frame: pl.DataFrame, dataset: str, columns: list[str]) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise InputError(dataset, f"missing column(s) {missing}", column=missing[0],
-                         expected=f"columns {columns}")
 
 
 def _mark_asof(left: pl.DataFrame, mark_index: pl.DataFrame, cols: list[str]) -> pl.DataFrame:

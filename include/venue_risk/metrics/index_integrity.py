@@ -59,6 +59,7 @@ import polars as pl
 from venue_risk import index_rule, margin
 from venue_risk.errors import InputError
 from venue_risk.schema import TS
+from venue_risk.metrics.frames import conform as _conform, require_columns as _require
 
 METHOD = __doc__
 
@@ -127,19 +128,10 @@ LAG_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    return frame.select([pl.col(c).cast(t) for c, t in schema.items()])
-
 
 def _empty(schema: dict[str, pl.DataType]) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
-
-def _require(frame: pl.DataFrame, dataset: str, columns: tuple[str, ...]) -> None:
-    for c in columns:
-        if c not in frame.columns:
-            raise InputError(dataset, "column missing", column=c,
-                             expected=f"the canonical columns {list(columns)}")
 
 
 # --------------------------------------------------------------------------------------------

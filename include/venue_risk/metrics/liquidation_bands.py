@@ -54,6 +54,7 @@ import polars as pl
 from venue_risk import margin
 from venue_risk.errors import InputError
 from venue_risk.schema import TS
+from venue_risk.metrics.frames import conform as _conform
 
 METHOD = __doc__
 
@@ -117,9 +118,6 @@ AT_RISK_SCHEMA: dict[str, pl.DataType] = {
     "cumulative_liquidation_notional": F64,
 }
 
-
-def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    return frame.select([pl.col(c).cast(t) for c, t in schema.items()])
 
 
 def tiers_by_symbol(risk_tiers: pl.DataFrame) -> dict[str, list[margin.Tier]]:

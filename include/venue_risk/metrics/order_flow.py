@@ -47,6 +47,7 @@ import polars as pl
 from venue_risk.errors import InputError
 from venue_risk.positions import FLAT_EPS, step
 from venue_risk.schema import TS
+from venue_risk.metrics.frames import require_columns as _require, conform as _conform
 
 METHOD = __doc__
 
@@ -110,15 +111,6 @@ _POS_COLS = ("account", "symbol", "size", "entry_price")
 _EVENT_COLS = ("ts", "order_id", "event", "qty", "reduce_only", "post_only")
 
 
-def _require(frame: pl.DataFrame, dataset: str, cols: Iterable[str]) -> None:
-    missing = [c for c in cols if c not in frame.columns]
-    if missing:
-        raise InputError(dataset, f"missing column(s) {missing}", column=missing[0],
-                         expected=f"the canonical columns {list(cols)}")
-
-
-def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    return frame.select([pl.col(c).cast(t) for c, t in schema.items()])
 
 
 def _check_trades(trades: pl.DataFrame) -> None:

@@ -30,6 +30,7 @@ import polars as pl
 
 from venue_risk.errors import InputError
 from venue_risk.schema import LIQUIDATION_PATHS, TS
+from venue_risk.metrics.frames import conform as _conform
 
 METHOD = __doc__
 
@@ -120,10 +121,6 @@ BY_DEPTH_BIN_SCHEMA: dict[str, pl.DataType] = {
     "slippage_bps_p95": F64,
 }
 
-
-def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    """Columns in the declared order and types (so an all-null column still has a real type)."""
-    return frame.select([pl.col(c).cast(t) for c, t in schema.items()])
 
 
 def _order_keys(frame: pl.DataFrame, *, symbol: bool = True, bins: bool = False) -> pl.DataFrame:
