@@ -138,7 +138,9 @@ def build_report(day: str | dt.date, extracted: list[dict], settings: Settings,
 
     import polars as pl
 
-    from venue_risk.metrics import crowding, drift, forced_cost, index_integrity, slippage, summary
+    from venue_risk.metrics import (anomalies, api_scoping, cascade, cross_margin, crowding, drift,
+                                    forced_cost, index_integrity, liquidation_bands, order_flow,
+                                    slippage, summary)
     from venue_risk.report import build_context, methodology_sections, render_report
     from venue_risk.warehouse import connect, read_day, read_history
 
@@ -172,7 +174,9 @@ def build_report(day: str | dt.date, extracted: list[dict], settings: Settings,
         frames=frames,
         summary_rows=rows,
         history=history,
-        methodology=methodology_sections([slippage, forced_cost, crowding, index_integrity, drift, summary]),
+        methodology=methodology_sections([slippage, forced_cost, crowding, index_integrity, drift,
+                                          order_flow, anomalies, cross_margin, liquidation_bands,
+                                          cascade, api_scoping, summary]),
         run_meta=run_meta,
         data_quality=data_quality,
         pseudonymize_key=None,

@@ -534,7 +534,11 @@ SIM_START = dt.date(2026, 11, 1)
 SIM_DAY = dt.date(2026, 11, 2)
 
 
-def _sim_day_tables(root: Path, day: dt.date, baselines: dict) -> tuple[dict, dict]:
+ACCOUNT_BASELINES = {"minute_features": pl.DataFrame(), "api_scope_usage": pl.DataFrame()}
+
+
+def _sim_day_tables(root: Path, day: dt.date, baselines: dict,
+                    account: bool = False) -> tuple[dict, dict]:
     from venue_risk import metric_jobs
     from venue_risk.sources import FilesSource
 
@@ -543,12 +547,35 @@ def _sim_day_tables(root: Path, day: dt.date, baselines: dict) -> tuple[dict, di
     data["prev_index_components"] = data["index_components"].clear()
     tables = metric_jobs.liquidation_tables(data)
     tables |= metric_jobs.market_tables(data, baselines, tables["liquidation_executions"])
+    if account:  # the account side needs the previous day's positions as its start
+        data["positions_start"] = src.read("positions_eod", day - dt.timedelta(days=1))
+        tables |= metric_jobs.account_tables(data, baselines | ACCOUNT_BASELINES, day)
     figures = summary.venue_day_figures(data["trades"], data["market_metrics"], data["liquidations"],
                                         data["insurance_fund"], tables["liquidation_executions"],
                                         tables["forced_costs"])
     figures |= summary.market_day_figures(tables)
+    if account:
+        figures |= summary.account_day_figures(tables)
     tables["insurance_fund"] = data["insurance_fund"]
     return tables, figures
+
+
+def _account_incidents():
+    from venue_risk.simulate import Incident
+
+    return [  # day two (index 1), clear of the index incidents above
+        Incident("reduce_only_grew_position", 1, "BTCUSDT", dt.time(3, 0), 60, {"partial": True}),
+        Incident("post_only_took_liquidity", 1, "ETHUSDT", dt.time(4, 0), 60),
+        Incident("fill_after_cancel", 1, "BTCUSDT", dt.time(5, 0), 60),
+        Incident("cancel_burst", 1, "BTCUSDT", dt.time(6, 0), 240),
+        Incident("thin_book_cluster", 1, "ETHUSDT", dt.time(7, 0), 900),
+        Incident("over_scoped_key", 1, "BTCUSDT", dt.time(9, 0), 3600),
+        Incident("automation_key_without_kill_switch", 1, "ETHUSDT", dt.time(11, 0), 3600),
+        Incident("cross_margin_small_hedge_trigger", 1, "BTCUSDT", dt.time(20, 0), 60),
+    ]
+
+
+ACCOUNT_INCIDENTS = _account_incidents()
 
 
 @pytest.fixture(scope="module")
@@ -561,11 +588,13 @@ def market_day(tmp_path_factory):
         Incident("broken_index_source", 1, "ETHUSDT", dt.time(10, 0), 600.0,
                  {"source": "binance", "offset": 0.15}),
         Incident("stale_index_source", 1, "BTCUSDT", dt.time(16, 40), 300.0, {"source": "okx"}),
+        *ACCOUNT_INCIDENTS,
     ])
     empty = {"crowding": pl.DataFrame(), "feature_samples": pl.DataFrame()}
     day1, fig1 = _sim_day_tables(root, SIM_START, empty)
     day2, fig2 = _sim_day_tables(root, SIM_DAY, {"crowding": day1["crowding"],
-                                                 "feature_samples": day1["feature_samples"]})
+                                                 "feature_samples": day1["feature_samples"]},
+                                 account=True)
     day2["crowding_history"] = day1["crowding"]
     history = pl.DataFrame([{"date": SIM_START, "figure": k, "value": float(v)} for k, v in fig1.items()
                             if not math.isnan(v)],
@@ -707,3 +736,157 @@ def test_market_sections_render_with_zero_rows(tmp_path, market_day):
     # frames missing altogether (older warehouse): same
     html = render_html(make_context(frames=metric_frames()))
     assert "No funding data for this day" in html
+
+
+# -- account-side sections (DESIGN 4.6-4.10) on the same simulated day --------------------------
+#
+# Day two of the simulated venue also carries account incidents (ACCOUNT_INCIDENTS): order-flow
+# violations (one inside a partial fill), a cancel burst, a thin-book cluster, an over-scoped key,
+# an automation key without kill switch and a cross-margin account whose small hedge is the
+# trigger at correlation one. Tables from metric_jobs.account_tables, as the pipeline computes them.
+
+ACCOUNT_HEADINGS = ("Order-flow integrity", "Early-warning anomalies", "Early-warning incidents over the day",
+                    "Model versus rules", "Cross-margin stress", "Liquidation bands and cascades",
+                    "Liquidations at risk: cumulative liquidation notional by distance from mark",
+                    "Time in band", "Cascade amplification by shock size", "API key hygiene")
+
+
+def test_account_sections_in_pdf(market_day):
+    tables, ctx, paths = market_day
+    _, text = pdf_text(paths["pdf"])
+    flat = _squash(text)
+    for heading in ACCOUNT_HEADINGS:
+        assert _squash(heading) in flat, heading
+    # order flow: every violation's order id and pseudonymized account, the counts per symbol
+    viol = tables["order_flow_violations"]
+    assert viol.height >= 3 and viol["in_partial_fill"].any()
+    for r in viol.iter_rows(named=True):
+        assert str(r["order_id"]) in flat
+        assert pseudonymize(r["account"], b"k") in flat
+        assert str(r["account"]) not in ctx["order_flow"]["examples"][0]["account"]
+    counts = tables["order_flow_counts"]
+    for sym in counts.filter(pl.col("count") > 0)["symbol"].unique().to_list():
+        row = counts.filter(pl.col("symbol") == sym).sort("kind")
+        total = int(row["count"].sum())
+        assert _squash(f"{sym}") + "".join(
+            str(int(counts.filter((pl.col("symbol") == sym) & (pl.col("kind") == k))["count"].sum()))
+            for k in ("reduce_only_grew", "reduce_only_flipped", "post_only_took_liquidity",
+                      "fill_after_cancel", "self_trade")) + str(total) in flat
+    assert tables["position_rebuild_check"].height == 0
+    n = tables["position_bands"].select("account", "symbol").unique().height
+    assert _squash(f"Rebuilt positions equal positions_eod for {n} account-symbols") in flat
+    # anomalies: each incident's max z and features
+    for r in tables["anomaly_incidents"].iter_rows(named=True):
+        assert _squash(f"{r['max_z']:,.1f}") in flat
+        assert _squash(", ".join(r["features"])) in flat
+    # cross margin: the scenario x k summary and the small-hedge trigger
+    for r in tables["cross_margin_summary"].iter_rows(named=True):
+        assert _squash(f"{r['accounts_breaching']}/{r['accounts']}") in flat
+    assert _squash("a hedge that looks small can become the trigger when correlations jump toward one") in flat.lower()
+    hedge = ctx["cross_margin"]["small_hedges"][0]
+    assert hedge["trigger_symbol"] in ("BTCUSDT", "ETHUSDT") and hedge["trigger_share"] <= 0.25
+    # liquidation bands: the at-risk table at 20 % and the cascade amplification at 10 %
+    lar = tables["liquidations_at_risk"].filter(pl.col("bucket") == 20)
+    for r in lar.iter_rows(named=True):
+        assert _squash(format_figure("notional", r["cumulative_liquidation_notional"]).replace(" USDT", "")) in flat
+    cas = tables["cascade_table"].filter((pl.col("shock") - 0.10).abs() < 1e-9)
+    for r in cas.iter_rows(named=True):
+        assert f"{r['amplification']:,.3f}" in flat
+    # API keys: every failing key with its flags, checklist totals per check
+    failing = tables["api_key_checklist"].filter(~pl.col("ok"))
+    assert failing.height >= 2
+    for r in failing.iter_rows(named=True):
+        assert str(r["key_id"]) in flat and pseudonymize(r["account"], b"k") in flat
+    assert "automation without kill switch" in text
+    tot = tables["api_checklist_totals"].filter(pl.col("check") == "any").row(0, named=True)
+    assert _squash(f"any check{tot['keys_failing']}/{tot['keys']}") in flat
+    # the account figures' units: USDT and a multiple, not percent
+    fig = {f["figure"]: f for f in ctx["figures"]}
+    within = next(f for name, f in fig.items() if name.startswith("liquidation_notional_within"))
+    assert within["display"].endswith("USDT")
+    amp = next(f for name, f in fig.items() if name.startswith("cascade_amplification"))
+    assert amp["display"].endswith("x")
+
+
+def test_summary_page_names_account_findings(market_day):
+    tables, ctx, paths = market_day
+    first = _squash(PdfReader(str(paths["pdf"])).pages[0].extract_text())
+    lines = ctx["account_narrative"]
+    assert any(s.startswith("Order flow: ") for s in lines)
+    assert any(s.startswith("Cross margin: with correlations at one, ") and "trigger symbols:" in s
+               for s in lines)
+    assert any(s.startswith("API keys: ") and "automation without kill switch" in s for s in lines)
+    for line in lines:
+        assert _squash(line) in first, line
+    assert json.loads(paths["summary"].read_text())["account_narrative"] == lines
+    assert _squash("Baseline: the figure's trailing baseline") in first  # still one page
+
+
+def test_account_sentences_from_hand_built_rows(tmp_path):
+    from venue_risk.metrics import api_scoping
+    from venue_risk.metrics.anomalies import INCIDENTS_SCHEMA
+    from venue_risk.metrics.api_scoping import CHECKLIST_SCHEMA
+    from venue_risk.metrics.order_flow import VIOLATIONS_SCHEMA
+
+    t = dt.datetime(2026, 11, 5, 3, 0, 7, tzinfo=dt.timezone.utc)
+    viol = pl.DataFrame([{
+        "date": DAY, "kind": "reduce_only_grew", "ts": t, "symbol": "BTCUSDT", "trade_id": 77,
+        "order_id": 987654, "account": 4242, "role": "taker", "in_partial_fill": True,
+        "details": f"reduce-only fill grew the position {HOSTILE}"}], schema=VIOLATIONS_SCHEMA)
+    key = {c: None for c in CHECKLIST_SCHEMA} | {
+        "date": DAY, "key_id": 555, "account": 4242, "status": "active", "scopes": ["read", "trade"],
+        "needed_scopes": ["read"], "unused_scope_list": ["trade"], "requests": 9000,
+        "peak_requests_per_minute": 120, "automation": True, "kill_switch": False,
+        "trade_and_withdraw": False, "trading_without_allowlist": False, "unused_scopes": True,
+        "automation_without_kill_switch": True, "expired_but_active": False,
+        "unused_but_active": False, "error_burst": False,
+        "flags": ["unused_scopes", "automation_without_kill_switch"], "ok": False}
+    checklist = pl.DataFrame([key], schema=CHECKLIST_SCHEMA)
+    incident = pl.DataFrame([{
+        "date": DAY, "start": t, "end": t + dt.timedelta(minutes=4), "symbols": ["ETHUSDT"],
+        "features": ["cancels", "cancel_new_ratio"], "max_z": 31.25, "severity": "high",
+        "kinds": ["multi_feature"], "n_anomalies": 6}], schema=INCIDENTS_SCHEMA)
+    frames = metric_frames() | {"order_flow_violations": viol, "api_key_checklist": checklist,
+                                "api_checklist_totals": api_scoping.checklist_totals(checklist),
+                                "anomaly_incidents": incident}
+    ctx = make_context(frames=frames)
+    assert ctx["account_narrative"] == [
+        "Order flow: 1 violation (reduce-only grew position 1); 1 inside a partial fill.",
+        "Anomalies: 1 high-severity incident of 1: 03:00-03:04 UTC ETHUSDT (cancels, cancel_new_ratio; "
+        "max z 31.2).",
+        "API keys: 1 of 1 key(s) fail a check: scopes unused in the window (1), automation without kill "
+        "switch (1).",
+    ]
+    paths = render_report(ctx, tmp_path)
+    first = _squash(PdfReader(str(paths["pdf"])).pages[0].extract_text())
+    for line in ctx["account_narrative"]:
+        assert _squash(line) in first, line
+    _, text = pdf_text(paths["pdf"])
+    flat = _squash(text)
+    assert "987654" in flat and pseudonymize(4242, b"test-key") in flat
+    assert ctx["order_flow"]["examples"][0]["account"] == pseudonymize(4242, b"test-key")
+    assert ctx["api"]["failing"][0]["account"] == pseudonymize(4242, b"test-key")
+    html = paths["html"].read_text()
+    assert "<script>" not in html and "grew the position &lt;script&gt;" in html
+
+
+def test_account_sections_render_with_zero_rows_and_missing_tables(tmp_path, market_day):
+    from venue_risk.metric_jobs import METRIC_TABLES
+
+    tables, _, _ = market_day
+    account = [t for t in METRIC_TABLES if t.startswith(("order_flow", "position_", "minute_", "anomaly",
+                                                           "rules_", "cross_", "time_in", "liquidations_at",
+                                                           "cascade", "api_"))]
+    for frames in ({**tables, **{k: tables[k].clear() for k in account}},
+                   {k: v for k, v in tables.items() if k not in account}):
+        ctx = make_context(frames=frames, history=pl.DataFrame())
+        json.dumps(ctx, allow_nan=False)
+        assert ctx["account_narrative"] == []
+        paths = render_report(ctx, tmp_path)
+        flat = _squash(pdf_text(paths["pdf"])[1])
+        for heading in ACCOUNT_HEADINGS[:1] + ("Early-warning anomalies", "Cross-margin stress",
+                                               "Liquidation bands and cascades", "API key hygiene"):
+            assert _squash(heading) in flat, heading
+        for phrase in ("No open position within 20% of its liquidation price",
+                       "No cascade computed today"):
+            assert _squash(phrase) in flat, phrase

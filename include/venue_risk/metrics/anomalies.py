@@ -150,7 +150,9 @@ def minute_features(order_events: pl.DataFrame, leverage_changes: pl.DataFrame,
               .with_columns(((pl.col("best_ask") - pl.col("best_bid"))
                              / ((pl.col("best_ask") + pl.col("best_bid")) / 2) * 1e4)
                             .alias("_spread"))
-              .group_by("symbol", _minute("ts")).agg(pl.col("_spread").mean().alias("spread_bps")))
+              .group_by("symbol", _minute("ts")).agg(pl.col("_spread").mean().round(9).alias("spread_bps")))
+    # (rounded: a parallel group mean can differ in the last bits from run to run, and a rerun of
+    # a day must store identical rows)
     liq = (liquidations.lazy().group_by("symbol", _minute("ts_trigger"))
            .agg(pl.len().cast(I64).alias("liquidations")))
     trd = trades.lazy().group_by("symbol", _minute("ts")).agg(pl.len().cast(I64).alias("trades"))

@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.dates  # noqa: E402
+import matplotlib.lines  # noqa: E402
 import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
@@ -491,6 +492,138 @@ def fill_quality(rows: list[dict]) -> str:
     return _safe(build, title)
 
 
+# -- account-side charts (DESIGN 4.7, 4.9) ------------------------------------------------------
+
+SEVERITY_COLORS = {"high": "#c62828", "medium": "#e8a100", "low": "#7fa7c9"}
+MIN_INCIDENT_S = 600.0  # an incident is drawn at least 10 minutes wide
+
+
+def anomaly_timeline(incidents: list[dict], rows: list[str]) -> str:
+    """Early-warning incidents over the UTC day: one row per symbol, a bar per incident on every
+    symbol it involves (colour = severity), a multi-symbol incident joined by a vertical line."""
+    title = "Early-warning incidents over the day"
+    if not rows:
+        return empty_panel(title, "No minute features scored today", height=1.0)
+    incs = [i for i in incidents if _finite(i.get("start_s")) and _finite(i.get("end_s"))]
+
+    def build() -> str:
+        with plt.rc_context(STYLE):
+            fig, ax = _figure(0.75 + 0.24 * len(rows))
+            ypos = {r: k for k, r in enumerate(rows)}
+            order = {"low": 0, "medium": 1, "high": 2}
+            for inc in sorted(incs, key=lambda i: order.get(str(i.get("severity")), 0)):
+                color = SEVERITY_COLORS.get(str(inc.get("severity")), MUTED)
+                a = inc["start_s"] / 3600
+                w = max(inc["end_s"] - inc["start_s"], MIN_INCIDENT_S) / 3600
+                ys = [ypos[s] for s in inc.get("symbols") or [] if s in ypos]
+                for y in ys:
+                    ax.broken_barh([(a, w)], (y - 0.32, 0.64), facecolors=color, edgecolor=INK,
+                                   linewidth=0.3, zorder=3)
+                if len(ys) > 1:
+                    ax.plot([a + w / 2] * 2, [min(ys), max(ys)], color=color, linewidth=1.0, zorder=2)
+            for sev, color in SEVERITY_COLORS.items():
+                ax.bar([0], [0], color=color, label=sev)  # legend handle
+            ax.set_yticks(range(len(rows)))
+            ax.set_yticklabels(rows, fontsize=7)
+            ax.set_ylim(len(rows) - 0.5, -0.5)
+            ax.set_xlim(0, 24)
+            ax.set_xticks(range(0, 25, 3))
+            ax.set_xticklabels([f"{h:02d}:00" for h in range(0, 25, 3)])
+            ax.grid(True, axis="x")
+            ax.grid(False, axis="y")
+            ax.set_xlabel(f"time (UTC); incidents shorter than {MIN_INCIDENT_S / 60:.0f} min drawn "
+                          f"{MIN_INCIDENT_S / 60:.0f} min wide" + ("" if incs else "; no incident today"))
+            ax.set_title(title + " (colour: severity)")
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), title="severity", title_fontsize=7.5)
+            return to_svg(fig)
+
+    return _safe(build, title)
+
+
+def liquidations_at_risk(curves: list[dict]) -> str:
+    """Cumulative liquidation notional against the adverse distance from the end-of-day mark,
+    per symbol: longs to the left (price falls), shorts to the right (price rises), +-20 %."""
+    title = "Liquidations at risk: cumulative liquidation notional by distance from mark"
+    curves = [c for c in curves if any(_finite(p[1]) and p[1] > 0 for p in c.get("points") or [])]
+    if not curves:
+        return empty_panel(title, "No open position within 20% of its liquidation price", height=1.0)
+
+    def build() -> str:
+        with plt.rc_context(STYLE):
+            fig, ax = _figure(2.3)
+            syms = list(dict.fromkeys(c["symbol"] for c in curves))
+            colors = {s: PALETTE[k % len(PALETTE)] for k, s in enumerate(syms)}
+            labelled: set[str] = set()
+            for c in curves:
+                pts = sorted([[0.0, 0.0]] + [p for p in c["points"] if _finite(p[1])], key=lambda p: p[0])
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colors[c["symbol"]], linewidth=1.3,
+                        label=None if c["symbol"] in labelled else c["symbol"])
+                labelled.add(c["symbol"])
+            ax.axvline(0, color="#7d8b99", linewidth=0.8)
+            top = ax.get_ylim()[1]
+            ax.text(-0.5, top * 0.97, "longs liquidated as price falls", ha="right", va="top", fontsize=6.8,
+                    color="#5a6877")
+            ax.text(0.5, top * 0.97, "shorts liquidated as price rises", ha="left", va="top", fontsize=6.8,
+                    color="#5a6877")
+            ax.set_xlim(-20.5, 20.5)
+            ax.set_xticks(range(-20, 21, 5))
+            ax.set_xticklabels([f"{x:+d}%" if x else "mark" for x in range(-20, 21, 5)])
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: _compact(v)))
+            ax.set_xlabel("price move from the end-of-day mark")
+            ax.set_ylabel("cumulative liquidation\nnotional (USDT)")
+            ax.set_title(title)
+            ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), title="symbol", title_fontsize=7.5)
+            return to_svg(fig)
+
+    return _safe(build, title)
+
+
+def cascade_amplification(series: list[dict], shocks: list[float]) -> str:
+    """Cascade amplification (final move / shock) by shock size, one line per shock symbol, price
+    down (left panel) and up (right panel); 1.0 = no cascade."""
+    title = "Cascade amplification by shock size"
+    series = [s for s in series if any(_finite(p[1]) for p in s.get("points") or [])]
+    if not series:
+        return empty_panel(title, "No cascade computed today (no positions or no book depth)", height=1.0)
+
+    def build() -> str:
+        with plt.rc_context(STYLE):
+            fig = Figure(figsize=(WIDTH_IN, 2.2))
+            syms = list(dict.fromkeys(s["symbol"] for s in series))
+            colors = {s: PALETTE[k % len(PALETTE)] for k, s in enumerate(syms)}
+            vals = [p[1] for s in series for p in s["points"] if _finite(p[1])]
+            lo, hi = min(vals + [1.0]), max(vals + [1.0])
+            pad = max((hi - lo) * 0.12, 0.005)
+            axes = []
+            for k, (direction, label) in enumerate(((-1, "price down"), (1, "price up"))):
+                ax = fig.add_subplot(1, 2, k + 1, sharey=axes[0] if axes else None)
+                axes.append(ax)
+                for s in series:
+                    if s["direction"] != direction:
+                        continue
+                    pts = [p for p in s["points"] if _finite(p[1])]
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3,
+                            linewidth=1.3, color=colors[s["symbol"]], label=s["symbol"])
+                ax.axhline(1.0, color="#7d8b99", linewidth=0.7, linestyle="--")
+                ax.set_xticks([x for x in shocks])
+                ax.set_xticklabels([f"{x:g}%" for x in shocks])
+                ax.set_xlabel(f"shock to the symbol ({label})")
+                ax.set_ylim(lo - pad, hi + pad)
+                ax.set_title(label, fontsize=8)
+                if k == 0:
+                    ax.set_ylabel("amplification\n(final move / shock)")
+            handles = [matplotlib.lines.Line2D([], [], color=colors[s], marker="o", markersize=3, label=s)
+                       for s in syms]
+            fig.suptitle(title + " (1.0 = the shock alone, dashed)", fontsize=8, x=0.01, y=0.99,
+                         ha="left", fontweight="bold")
+            fig.legend(handles=handles, loc="upper right", bbox_to_anchor=(0.995, 1.0),
+                       ncols=min(len(syms), 6), fontsize=7, title=None)
+            fig.tight_layout(rect=(0, 0, 1, 0.88), w_pad=2.0)
+            return to_svg(fig)
+
+    return _safe(build, title)
+
+
 def prefix_ids(svg: str, prefix: str) -> str:
     """Make every id of one SVG unique in the page: several inline SVGs share one id space, and
     matplotlib numbers ids per figure (text_1, patch_2, clip paths), so a clip-path reference
@@ -527,6 +660,9 @@ CHARTS = (
     "funding_vs_vol",
     "exclusion_timeline",
     "fill_quality",
+    "anomaly_timeline",
+    "liquidations_at_risk",
+    "cascade_amplification",
 )
 
 
@@ -545,5 +681,11 @@ def build_charts(context: dict) -> dict[str, str]:
         "exclusion_timeline": exclusion_timeline((context.get("index") or {}).get("timeline", []),
                                                  (context.get("index") or {}).get("timeline_rows", [])),
         "fill_quality": fill_quality((context.get("drift") or {}).get("fill_quality", [])),
+        "anomaly_timeline": anomaly_timeline((context.get("anomalies") or {}).get("timeline", []),
+                                             (context.get("anomalies") or {}).get("timeline_rows", [])),
+        "liquidations_at_risk": liquidations_at_risk((context.get("bands") or {}).get("lar_curves", [])),
+        "cascade_amplification": cascade_amplification(
+            (context.get("bands") or {}).get("cascade_series", []),
+            (context.get("bands") or {}).get("cascade_shocks", [2.0, 5.0, 10.0, 20.0])),
     }
     return {name: prefix_ids(svg, f"c-{name}") for name, svg in charts.items()}

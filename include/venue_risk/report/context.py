@@ -53,7 +53,12 @@ def pseudonymize(account: Any, key: bytes | None) -> str:
 FIGURE_UNITS: dict[str, str] = {
     "max_buffer_share": "multiple",        # x of the maintenance buffer (1 = bankruptcy)
     "data_quality_status": "dq_status",    # 0 passed, 1 warnings, 2 failed
+    "liquidation_notional_within_5pct": "usdt",
+    "cascade_amplification_10pct": "multiple",  # final move / shock
 }
+# account-side figures named by what they count (violations, incidents, accounts, keys, requests)
+COUNT_PREFIXES = ("order_flow_", "position_rebuild_", "anomaly_", "rules_model_", "cross_breach_",
+                  "api_")
 UNITS = ("usdt", "bps", "pct", "rate", "count", "ratio", "days", "multiple", "dq_status", "number")
 DQ_STATUS_NAMES = {0: "passed", 1: "warnings", 2: "failed"}
 
@@ -66,6 +71,12 @@ def figure_unit(figure: str) -> str:
     if figure in FIGURE_UNITS:
         return FIGURE_UNITS[figure]
     f = figure.lower()
+    if f.startswith(COUNT_PREFIXES):
+        return "count"
+    if f.startswith("cascade_amplification"):
+        return "multiple"
+    if f.startswith("liquidation_notional"):
+        return "usdt"
     if f.endswith("_bps") or "bps" in f or "slippage" in f:
         return "bps"
     if f.endswith("_days") or f == "baseline_days":
@@ -630,6 +641,10 @@ def build_context(date: str | dt.date, venue_name: str, frames: dict[str, pl.Dat
 
     market = market_context(frames, day)
 
+    from venue_risk.report.account import account_context
+
+    account = account_context(frames, key)
+
     context = {
         "date": day,
         "venue_name": str(venue_name),
@@ -643,6 +658,12 @@ def build_context(date: str | dt.date, venue_name: str, frames: dict[str, pl.Dat
         "crowding": market["crowding"],
         "index": market["index"],
         "drift": market["drift"],
+        "account_narrative": account["account_narrative"],
+        "order_flow": account["order_flow"],
+        "anomalies": account["anomalies"],
+        "cross_margin": account["cross_margin"],
+        "bands": account["bands"],
+        "api": account["api"],
         "liquidation_count": liq_count,
         "liquidated_notional": liq_notional,
         "beyond_bankruptcy_count": beyond_count,
@@ -684,6 +705,7 @@ def summary_json(context: dict) -> dict:
         "overall_status": context["overall_status"],
         "narrative": context["narrative"],
         "market_narrative": context.get("market_narrative", []),
+        "account_narrative": context.get("account_narrative", []),
         "figures": {f["figure"]: {
             "label": f["label"], "value": f["value"], "baseline": f["baseline"],
             "baseline_days": f["baseline_days"], "status": f["status"], "threshold": f["threshold"],
