@@ -68,6 +68,7 @@ def main() -> None:
     home = Path(args.home or tempfile.mkdtemp(prefix="venue-risk-bench-"))
     env = dict(os.environ, VENUE_RISK_HOME=str(home), VENUE_RISK_SIM_SCALE=args.scale,
                VENUE_RISK_SIM_GENESIS=args.genesis)
+    home.mkdir(parents=True, exist_ok=True)
     state = home / "bench-state.json"
     state.write_text("{}")
     rows = []
