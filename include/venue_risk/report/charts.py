@@ -616,9 +616,9 @@ def cascade_amplification(series: list[dict], shocks: list[float]) -> str:
                        for s in syms]
             fig.suptitle(title + " (1.0 = the shock alone, dashed)", fontsize=8, x=0.01, y=0.99,
                          ha="left", fontweight="bold")
-            fig.legend(handles=handles, loc="upper right", bbox_to_anchor=(0.995, 1.0),
-                       ncols=min(len(syms), 6), fontsize=7, title=None)
-            fig.tight_layout(rect=(0, 0, 1, 0.88), w_pad=2.0)
+            fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.0),
+                       ncols=min(len(syms), 6), fontsize=7, title=None, frameon=False)
+            fig.tight_layout(rect=(0, 0.08, 1, 0.93), w_pad=2.0)
             return to_svg(fig)
 
     return _safe(build, title)
