@@ -36,7 +36,8 @@ import polars as pl
 
 from venue_risk import margin
 from venue_risk.errors import InputError
-from venue_risk.metrics.slippage import ALL_SYMBOLS, _conform, _order_keys
+from venue_risk.metrics.frames import conform as _conform
+from venue_risk.metrics.slippage import ALL_SYMBOLS, _order_keys
 
 METHOD = __doc__
 
