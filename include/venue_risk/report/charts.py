@@ -102,6 +102,18 @@ def _figure(height: float = 2.5) -> tuple[Figure, Any]:
     return fig, ax
 
 
+def _day_timeline_axes(ax, rows: list[str]) -> None:
+    """A 24-hour UTC x axis (ticks every 3 h) with one labelled row per entry of `rows`."""
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(rows, fontsize=7)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set_xlim(0, 24)
+    ax.set_xticks(range(0, 25, 3))
+    ax.set_xticklabels([f"{h:02d}:00" for h in range(0, 25, 3)])
+    ax.grid(True, axis="x")
+    ax.grid(False, axis="y")
+
+
 def to_svg(fig: Figure) -> str:
     """The figure as an inline SVG element (no XML prolog/doctype, no metadata: the same chart
     gives the same bytes), width-responsive."""
@@ -434,14 +446,7 @@ def exclusion_timeline(windows: list[dict], rows: list[str]) -> str:
                 for key, spans in bars.items():
                     ax.broken_barh(spans, (ypos[key] - 0.35, 0.7), facecolors=color, zorder=3)
                 ax.bar([0], [0], color=color, label=status)  # legend handle
-            ax.set_yticks(range(len(rows)))
-            ax.set_yticklabels(rows, fontsize=7)
-            ax.set_ylim(len(rows) - 0.5, -0.5)
-            ax.set_xlim(0, 24)
-            ax.set_xticks(range(0, 25, 3))
-            ax.set_xticklabels([f"{h:02d}:00" for h in range(0, 25, 3)])
-            ax.grid(True, axis="x")
-            ax.grid(False, axis="y")
+            _day_timeline_axes(ax, rows)
             ax.set_xlabel(f"time (UTC); windows shorter than {MIN_WINDOW_S / 60:.0f} min drawn "
                           f"{MIN_WINDOW_S / 60:.0f} min wide")
             ax.set_title(title + " (symbol / source)")
@@ -523,14 +528,7 @@ def anomaly_timeline(incidents: list[dict], rows: list[str]) -> str:
                     ax.plot([a + w / 2] * 2, [min(ys), max(ys)], color=color, linewidth=1.0, zorder=2)
             for sev, color in SEVERITY_COLORS.items():
                 ax.bar([0], [0], color=color, label=sev)  # legend handle
-            ax.set_yticks(range(len(rows)))
-            ax.set_yticklabels(rows, fontsize=7)
-            ax.set_ylim(len(rows) - 0.5, -0.5)
-            ax.set_xlim(0, 24)
-            ax.set_xticks(range(0, 25, 3))
-            ax.set_xticklabels([f"{h:02d}:00" for h in range(0, 25, 3)])
-            ax.grid(True, axis="x")
-            ax.grid(False, axis="y")
+            _day_timeline_axes(ax, rows)
             ax.set_xlabel(f"time (UTC); incidents shorter than {MIN_INCIDENT_S / 60:.0f} min drawn "
                           f"{MIN_INCIDENT_S / 60:.0f} min wide" + ("" if incs else "; no incident today"))
             ax.set_title(title + " (colour: severity)")
