@@ -17,13 +17,17 @@ Fixture day 2024-03-01, symbol BTCUSDT, market maker account 9 on the other side
 from __future__ import annotations
 
 import datetime as dt
+import sys
+from pathlib import Path
 
 import polars as pl
 import pytest
 
-from venue_risk import schema
 from venue_risk.errors import InputError
 from venue_risk.metrics import order_flow as of
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_slippage import frame  # noqa: E402  (the shared canonical-frame builder)
 
 DAY = dt.date(2024, 3, 1)
 SYM = "BTCUSDT"
@@ -32,12 +36,6 @@ SYM = "BTCUSDT"
 def ts(h: int, m: int = 0, s: int = 0, us: int = 0) -> dt.datetime:
     return dt.datetime(2024, 3, 1, h, m, s, us, tzinfo=dt.timezone.utc)
 
-
-def frame(name: str, rows: list[dict]) -> pl.DataFrame:
-    spec = schema.DATASETS[name].schema
-    if not rows:
-        return schema.empty_frame(name)
-    return schema.conform(name, pl.DataFrame({c: [r.get(c) for r in rows] for c in spec}, schema=spec))
 
 
 def positions(rows: list[tuple[int, float, float]]) -> pl.DataFrame:
