@@ -1,11 +1,10 @@
 """Account-side detection scored against the simulator's ground truth over a simulated month
 with account incidents at seeded random times and symbols (DESIGN 4.6-4.10, issue 4):
-every order-flow violation is found with its order id, every over-scoped key and automation key
-without a kill switch is listed and no correctly scoped key is, and the small hedge of a planted
-cross-margin portfolio is named as the trigger at correlation one. (Scoring the early-warning
-incidents against the injected cancel bursts, thin books and leverage spikes is still open: a
-thin book on one symbol and a cancel burst are single-feature anomalies, which the detector's
-two-feature rule does not yet report.)"""
+every order-flow violation is found with its order id; every injected cancel burst, thin-book
+cluster and leverage spike is found as an early-warning incident on its symbol(s) with a window
+overlapping the truth, with at most one false incident per symbol and week; every over-scoped key
+and automation key without a kill switch is listed and no correctly scoped key is; and the small
+hedge of a planted cross-margin portfolio is named as the trigger at correlation one."""
 
 from __future__ import annotations
 
@@ -14,7 +13,8 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from venue_risk.metrics import api_scoping, cross_margin, order_flow
+from venue_risk.metric_jobs import ANOMALY_BASELINE_DAYS
+from venue_risk.metrics import anomalies, api_scoping, cross_margin, order_flow
 from venue_risk.simulate import ACCOUNT_KINDS, random_plan, read_truth, simulate
 from venue_risk.sources import FilesSource
 
@@ -23,6 +23,7 @@ START, DAYS = dt.date(2026, 11, 1), 28
 ORDER_FLOW_KINDS = {"reduce_only_grew_position": ("reduce_only_grew", "reduce_only_flipped"),
                     "post_only_took_liquidity": ("post_only_took_liquidity",),
                     "fill_after_cancel": ("fill_after_cancel",)}
+ANOMALY_KINDS = ("cancel_burst", "thin_book_cluster", "leverage_spike")
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +36,13 @@ def month(tmp_path_factory) -> dict:
     days = [START + dt.timedelta(days=k) for k in range(DAYS)]
     results: dict[dt.date, dict] = {}
     assert not read_truth(out, START)  # random_plan keeps the first week clean
+    features = {d: anomalies.minute_features(*(src.read(n, d) for n in (
+        "order_events", "leverage_changes", "book_depth", "mark_index", "liquidations", "trades")))
+        for d in days}
     for i, day in enumerate(days[1:], start=1):
         read = lambda name, d=day: src.read(name, d)  # noqa: E731
+        # the metric stage's baseline: the trailing days' minute features (incident days included)
+        baseline = pl.concat([features[d] for d in days[max(0, i - ANOMALY_BASELINE_DAYS):i]])
         fills = order_flow.rebuild_positions(src.read("positions_eod", days[i - 1]), read("trades"))
         vols, corr = cross_margin.return_stats(read("mark_index"))
         results[day] = {
@@ -44,6 +50,7 @@ def month(tmp_path_factory) -> dict:
             "keys": api_scoping.key_checklist(read("api_keys"), read("api_requests"), day),
             "stress": cross_margin.stress_cross_accounts(read("positions_eod"), read("accounts_eod"),
                                                          read("mark_index"), read("risk_tiers"), vols, corr),
+            "incidents": anomalies.incidents(anomalies.robust_z(features[day], baseline)),
             "truth": read_truth(out, day),
         }
     return {"days": days, "results": results, "symbols": src.read("instruments", START)["symbol"].to_list()}
@@ -93,3 +100,38 @@ def test_small_hedge_named_as_trigger_when_correlations_jump_to_one(month):
             assert corr_one.height >= 1, f"{day}: no breach with correlations at one"
             assert set(corr_one["trigger_symbol"].to_list()) == {t["details"]["hedge_symbol"]}
     assert planted >= 1
+
+
+def _overlapping(incidents: pl.DataFrame, symbol: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    return incidents.filter(pl.col("symbols").list.contains(symbol) & (pl.col("start") < end)
+                            & (pl.col("end") > start))
+
+
+def test_every_injected_anomaly_found_on_its_symbols_and_window(month):
+    found = {k: 0 for k in ANOMALY_KINDS}
+    for day, r in month["results"].items():
+        for t in (t for t in r["truth"] if t["kind"] in ANOMALY_KINDS):
+            start, end = dt.datetime.fromisoformat(t["start"]), dt.datetime.fromisoformat(t["end"])
+            for sym in t["details"].get("symbols") or [t["symbol"]]:
+                hits = _overlapping(r["incidents"], sym, start, end)
+                assert hits.height >= 1, (f"{day} {t['kind']} on {sym} {start:%H:%M}-{end:%H:%M} not found; "
+                                          f"incidents: {r['incidents'].to_dicts()}")
+                assert hits["severity"].is_in(["low", "medium", "high"]).all()
+            found[t["kind"]] += 1
+    assert all(n >= 2 for n in found.values()), found
+
+
+def test_at_most_one_false_incident_per_symbol_week(month):
+    false: dict[tuple[str, int], list] = {}
+    for day, r in month["results"].items():
+        truth = [t for t in r["truth"] if t["kind"] in ANOMALY_KINDS]
+        for inc in r["incidents"].to_dicts():
+            true = any(set(inc["symbols"]) & set(t["details"].get("symbols") or [t["symbol"]])
+                       and inc["start"] < dt.datetime.fromisoformat(t["end"])
+                       and inc["end"] > dt.datetime.fromisoformat(t["start"]) for t in truth)
+            if not true:
+                week = (day - START).days // 7
+                for sym in inc["symbols"]:
+                    false.setdefault((sym, week), []).append((inc["start"], inc["features"]))
+    over = {k: v for k, v in false.items() if len(v) > 1}
+    assert not over, f"more than one false incident per symbol-week: {over}"

@@ -125,6 +125,21 @@ def test_incidents_two_features_of_one_symbol_and_one_feature_across_three_symbo
     assert an.incidents(z, z_threshold=30.0).height == 0
 
 
+def test_a_thin_book_cluster_on_three_symbols_is_one_incident():
+    # each symbol thin (depth) and wide (spread): three multi-feature candidates plus two
+    # multi-symbol ones (depth, spread) -> merged transitively into one incident
+    # (all starting in the same minute: the per-symbol candidates come first, and none of them
+    # shares a symbol with another)
+    z = zrows([(s, 3, m, f, 8.0 + k) for k, s in enumerate("XYZ") for m in (10, 12)
+               for f in ("depth_1pct", "spread_bps")])
+    inc = an.incidents(z, z_threshold=6.0, window_min=5)
+    assert inc.height == 1
+    row = inc.row(0, named=True)
+    assert row["symbols"] == ["X", "Y", "Z"] and row["features"] == ["depth_1pct", "spread_bps"]
+    assert row["kinds"] == ["multi_feature", "multi_symbol"] and row["n_anomalies"] == 12
+    assert (row["start"], row["end"]) == (ts(3, 10), ts(3, 13)) and row["max_z"] == 10.0
+
+
 def test_rules_vs_model_both_ways():
     # A: 600 cancels at minute 5 (limit 500) with nothing else: a breach with no incident.
     # B: cancels 9x usual and depth a quarter of usual at minute 10 (both anomalous), cancels

@@ -342,8 +342,10 @@ def test_default_plans():
     syms = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"]
     demo = default_plan("demo", D0, 7, syms)
     acct = {(i.kind, i.day) for i in demo if i.kind in ACCOUNT_KINDS}
-    assert acct == {("reduce_only_grew_position", 2), ("post_only_took_liquidity", 3), ("over_scoped_key", 4),
-                    ("automation_key_without_kill_switch", 5), ("cancel_burst", 6)}
+    assert acct == {("reduce_only_grew_position", 2), ("post_only_took_liquidity", 3), ("thin_book_cluster", 3),
+                    ("over_scoped_key", 4), ("fill_after_cancel", 4), ("automation_key_without_kill_switch", 5),
+                    ("leverage_spike", 6), ("cross_margin_small_hedge_trigger", 6), ("cancel_burst", 6)}
+    assert {i.kind for i in demo if i.kind in ACCOUNT_KINDS} == set(ACCOUNT_KINDS)
     assert [i for i in demo if i.kind == "reduce_only_grew_position"][0].params["partial"]
     assert {i.kind for i in default_plan("tiny", D0, 7, syms[:2])} == {"stale_index_source", "volatility_shock"}
 

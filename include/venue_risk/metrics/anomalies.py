@@ -284,8 +284,8 @@ def incidents(zscores: pl.DataFrame, z_threshold: float = Z_THRESHOLD,
     symbol chain while consecutive minutes are <= window_min apart; a chain with >= 2 distinct
     features is a 'multi_feature' candidate. Anomalies of one feature chain the same way across
     symbols; a chain with >= 3 distinct symbols is a 'multi_symbol' candidate. Candidates of a date
-    that overlap in time (within window_min) and share a symbol are merged (union of symbols,
-    features and kinds; n_anomalies = distinct anomalies). start = first anomalous minute, end =
+    that overlap in time (within window_min) and share a symbol are merged, transitively (union of
+    symbols, features and kinds; n_anomalies = distinct anomalies). start = first anomalous minute, end =
     last anomalous minute + 1 minute; severity from max_z: high >= 20, medium >= 10, else low.
     """
     _need(zscores, "robust_z", ("date", "symbol", "minute", "feature", "z"))
@@ -302,20 +302,25 @@ def incidents(zscores: pl.DataFrame, z_threshold: float = Z_THRESHOLD,
                        multi_s.drop("symbol", strict=False).drop("feature", strict=False).drop("_c")],
                       how="diagonal").sort("date", "start").to_dicts()
     gap = dt.timedelta(minutes=window_min)
-    merged: list[dict] = []
-    for c in cands:
-        c = dict(c, symbols=set(c["symbols"]), features=set(c["features"]), kinds={c["kind"]})
-        for m in merged:
-            if (m["date"] == c["date"] and m["symbols"] & c["symbols"]
-                    and c["start"] <= m["end"] + gap and m["start"] <= c["end"] + gap):
-                m["start"], m["end"] = min(m["start"], c["start"]), max(m["end"], c["end"])
-                m["symbols"] |= c["symbols"]
-                m["features"] |= c["features"]
-                m["kinds"] |= c["kinds"]
-                m["max_z"] = max(m["max_z"], c["max_z"])
+    merged = [dict(c, symbols=set(c["symbols"]), features=set(c["features"]), kinds={c["kind"]})
+              for c in cands]
+    changed = True
+    while changed:  # merge until no two left overlap (merging is transitive: A-B and B-C)
+        changed = False
+        for i, m in enumerate(merged):
+            for c in merged[i + 1:]:
+                if (m["date"] == c["date"] and m["symbols"] & c["symbols"]
+                        and c["start"] <= m["end"] + gap and m["start"] <= c["end"] + gap):
+                    m["start"], m["end"] = min(m["start"], c["start"]), max(m["end"], c["end"])
+                    m["symbols"] |= c["symbols"]
+                    m["features"] |= c["features"]
+                    m["kinds"] |= c["kinds"]
+                    m["max_z"] = max(m["max_z"], c["max_z"])
+                    merged.remove(c)
+                    changed = True
+                    break
+            if changed:
                 break
-        else:
-            merged.append(c)
     rows = []
     for m in merged:
         n = anom.filter((pl.col("date") == m["date"]) & pl.col("symbol").is_in(sorted(m["symbols"]))

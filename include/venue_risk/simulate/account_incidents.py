@@ -19,15 +19,18 @@ Kinds (params; defaults) and truth details:
 - `fill_after_cancel` {gap_ms: 80}: the first post-only maker quote filled on the symbol at or
   after `start` gets its cancel event `gap_ms` before its (partial) fill. details: order_id,
   account, trade_id, cancel_ts, fill_ts.
-- `cancel_burst` {x: 25, n_accounts: 2}: extra post-only quotes from 1-3 market makers, new then
-  cancelled 20-800 ms later, inside [start, end) at `x` times the symbol's normal cancel rate.
-  accounts = the market makers; details: extra_cancels, baseline_cancels_per_min, x.
-- `thin_book_cluster` {n_symbols: 2, depth_x: 0.15, spread_x: 3.0}: book depth x depth_x and
+- `cancel_burst` {x: 25, n_accounts: 2, rest_min: 30}: 1-3 market makers pull their resting
+  quotes: extra post-only quotes, placed (new) at uniform times in the `rest_min` minutes before
+  `start` and all cancelled inside [start, end), at `x` times the symbol's normal cancel rate. The
+  window sees cancels without matching news, so cancels and the cancel/new ratio jump together.
+  accounts = the market makers; details: extra_cancels, baseline_cancels_per_min, x, rest_min.
+- `thin_book_cluster` {n_symbols: 2, depth_x: 0.1, spread_x: 10.0}: book depth x depth_x and
   half spread x spread_x on `symbol` and the next n_symbols - 1 symbols (instrument order) for
-  the window's minutes; prices and volatility untouched. details: symbols, depth_x, spread_x.
-- `leverage_spike` {n: 8, levels: [50, 75, 100, 125]}: n isolated traders of the symbol raise
-  leverage to a high level (capped by the tier of their position / target) at times spread over
-  the window. accounts = those traders; details: changes [[ts, account, old, new]].
+  the window's minutes (liquidity withdrawn: a tenth of the book, the touch ten times as wide);
+  prices and volatility untouched. details: symbols, depth_x, spread_x.
+- `leverage_spike` {per_min: 8, levels: [50, 75, 100, 125]}: n = per_min x window minutes
+  (rounded up, at least 8) isolated traders of the symbol raise leverage to a high level (capped
+  by the tier of their position / target) at uniform times over the window. accounts = those traders; details: changes [[ts, account, old, new]].
 - `over_scoped_key` {withdraw: True, no_allowlist: True}: a trader gets a new key
   (key_id = account x 10 + 3, created at `start`, present in that day's snapshot only) with
   scopes read+trade(+withdraw) and an empty (or kept) allowlist, used for a few reads from an
@@ -114,10 +117,12 @@ def cancel_burst(plan: DayPlan, inc: Incident, rng: np.random.Generator) -> dict
     t0, t1 = _window(plan, inc)
     tag = _tag(plan, inc.kind)
     x = float(inc.params.get("x", 25.0))
+    rest = float(inc.params.get("rest_min", 30.0))
     plan.flags.setdefault("cancel_burst", []).append(
         {"tag": tag, "sym": plan.sym_index(inc.symbol), "t0": t0 * 1_000_000, "t1": t1 * 1_000_000,
-         "x": x, "n_accounts": int(inc.params.get("n_accounts", 2)), "seed": int(rng.integers(2**62))})
-    return record(plan, inc, t0, t1, accounts=[], details={"_tag": tag, "x": x})
+         "x": x, "rest_us": int(rest * 60e6), "n_accounts": int(inc.params.get("n_accounts", 2)),
+         "seed": int(rng.integers(2**62))})
+    return record(plan, inc, t0, t1, accounts=[], details={"_tag": tag, "x": x, "rest_min": rest})
 
 
 @register("thin_book_cluster")
@@ -125,8 +130,8 @@ def thin_book_cluster(plan: DayPlan, inc: Incident, rng: np.random.Generator) ->
     """Depth within every band x depth_x, half spread x spread_x on one or more symbols."""
     t0, t1 = _window(plan, inc)
     n = max(1, min(int(inc.params.get("n_symbols", 2)), len(plan.instruments)))
-    depth_x = float(inc.params.get("depth_x", 0.15))
-    spread_x = float(inc.params.get("spread_x", 3.0))
+    depth_x = float(inc.params.get("depth_x", 0.1))
+    spread_x = float(inc.params.get("spread_x", 10.0))
     k0 = plan.sym_index(inc.symbol)
     ks = [(k0 + j) % len(plan.instruments) for j in range(n)]
     m0, m1 = t0 // 60, min(MINUTES, (t1 + 59) // 60)
@@ -140,10 +145,11 @@ def thin_book_cluster(plan: DayPlan, inc: Incident, rng: np.random.Generator) ->
 
 @register("leverage_spike")
 def leverage_spike(plan: DayPlan, inc: Incident, rng: np.random.Generator) -> dict:
-    """n isolated traders of the symbol raise their leverage to a high level within the window."""
+    """per_min x minutes isolated traders of the symbol raise their leverage to a high level within
+    the window."""
     t0, t1 = _window(plan, inc)
     tag = _tag(plan, inc.kind)
-    n = int(inc.params.get("n", 8))
+    n = max(8, math.ceil(float(inc.params.get("per_min", 8.0)) * (t1 - t0) / 60.0))
     levels = tuple(float(x) for x in inc.params.get("levels", HIGH_LEVERAGES))
     ts = np.sort(rng.integers(t0 * 1_000_000, max(t0 + 1, t1) * 1_000_000, n))
     seed = int(rng.integers(2**62))

@@ -104,7 +104,7 @@ def build_orders(scale: Scale, fills: pl.DataFrame, takers: pl.DataFrame, market
     q_qty = np.round(q_qty, 10)
     q_acct = acc.mm_ids[rng.integers(0, len(acc.mm_ids), nq)]
     q_cancel = q_new + rng.integers(50_000, 5_000_000, nq)
-    # incident: a cancel burst (extra quotes cancelled 20-800 ms after placement)
+    # incident: a cancel burst (resting quotes placed before the window, all cancelled inside it)
     for spec in flags.get("cancel_burst", []):
         r2 = np.random.default_rng(spec["seed"])
         k = spec["sym"]
@@ -112,7 +112,8 @@ def build_orders(scale: Scale, fills: pl.DataFrame, takers: pl.DataFrame, market
         mins = (spec["t1"] - spec["t0"]) / 60e6
         n_x = max(20, int(round(spec["x"] * base * mins)))
         who = acc.mm_ids[r2.permutation(len(acc.mm_ids))[:max(1, min(spec["n_accounts"], len(acc.mm_ids)))]]
-        b_new = r2.integers(spec["t0"], max(spec["t0"] + 1, spec["t1"] - 800_000), n_x)
+        b_cancel = r2.integers(spec["t0"], max(spec["t0"] + 1, spec["t1"]), n_x)
+        b_new = np.maximum(spec["t0"] - r2.integers(1, max(2, spec["rest_us"]), n_x), 0)
         b_sec = b_new // 1_000_000
         b_buy = r2.random(n_x) < 0.5
         b_off = r2.integers(0, 20, n_x) * ticks[k]
@@ -126,7 +127,7 @@ def build_orders(scale: Scale, fills: pl.DataFrame, takers: pl.DataFrame, market
         q_px = np.concatenate([q_px, b_px])
         q_qty = np.concatenate([q_qty, b_q])
         q_acct = np.concatenate([q_acct, who[r2.integers(0, len(who), n_x)]])
-        q_cancel = np.concatenate([q_cancel, b_new + r2.integers(20_000, 800_000, n_x)])
+        q_cancel = np.concatenate([q_cancel, b_cancel])
         nq += n_x
         notes.setdefault("cancel_burst", {})[spec["tag"]] = {
             "extra": int(n_x), "base_per_min": base, "accounts": sorted(int(a) for a in set(who.tolist()))}

@@ -275,8 +275,11 @@ def default_plan(scale: str, start: dt.date, days: int, symbols: list[str]) -> l
     """Demo (7-day run): a crowded-funding regime on XRPUSDT on days 1-4, a stale source on
     ETHUSDT on day 2, a BTC volatility shock on day 4, a broken SOLUSDT source (kraken printing
     18 % low for 20 minutes) on day 5; account kinds on day offsets 2-6: a partially filled
-    reduce-only BTC order that flips (2), an ETH post-only order taking liquidity (3), an
-    over-scoped key (4), an automation key without kill switch (5), a SOLUSDT cancel burst (6);
+    reduce-only BTC order that flips (2), an ETH post-only order taking liquidity and a thin-book
+    cluster on XRPUSDT, BTCUSDT and ETHUSDT at 03:10 for 15 minutes (3), an over-scoped key and a
+    SOLUSDT fill after cancel (4), an automation key without kill switch (5), an ETHUSDT leverage
+    spike, a BTCUSDT cross-margin book whose small SOLUSDT hedge is the trigger, and a SOLUSDT
+    cancel burst (6);
     tiny (and large): a stale source and a volatility shock on
     day offsets 0 and 1, as far as `days` allows."""
     if scale == "demo":
@@ -290,6 +293,11 @@ def default_plan(scale: str, start: dt.date, days: int, symbols: list[str]) -> l
                 Incident("post_only_took_liquidity", 3, "ETHUSDT", dt.time(13, 20), 60.0),
                 Incident("over_scoped_key", 4, "BTCUSDT", dt.time(8, 0), 5400.0),
                 Incident("automation_key_without_kill_switch", 5, "ETHUSDT", dt.time(16, 30), 7200.0),
+                Incident("thin_book_cluster", 3, "XRPUSDT", dt.time(3, 10), 900.0, {"n_symbols": 3}),
+                Incident("fill_after_cancel", 4, "SOLUSDT", dt.time(9, 30), 60.0),
+                Incident("leverage_spike", 6, "ETHUSDT", dt.time(21, 10), 120.0),
+                Incident("cross_margin_small_hedge_trigger", 6, "BTCUSDT", dt.time(16, 30), 60.0,
+                         {"hedge_symbol": "SOLUSDT"}),
                 Incident("cancel_burst", 6, "SOLUSDT", dt.time(19, 45), 240.0)]
     else:
         plan = [Incident("stale_index_source", 0, symbols[-1], dt.time(9, 15), 420.0,
@@ -323,7 +331,7 @@ def _draw(kind: str, rng: np.random.Generator) -> tuple[float, dict]:
     if kind == "thin_book_cluster":
         return float(rng.integers(10, 31) * 60), {"n_symbols": int(rng.integers(1, 3))}
     if kind == "leverage_spike":
-        return float(rng.integers(3, 9) * 60), {}
+        return float(rng.integers(1, 4) * 60), {}
     if kind == "over_scoped_key":
         mode = int(rng.integers(3))
         return float(rng.integers(30, 121) * 60), {"withdraw": mode != 1, "no_allowlist": mode != 0}
@@ -345,7 +353,7 @@ def random_plan(scale: str, start: dt.date, days: int, seed: int,
       choice on the day (read it from the truth). crowded_funding covers min(4, days) whole days.
     - Account kinds (`ACCOUNT_KINDS`, pass them in `kinds`): reduce-only / post-only /
       fill-after-cancel 1 min (reduce-only partial 50%), cancel burst 3-6 min, thin-book cluster
-      10-30 min on 1-2 symbols, leverage spike 3-8 min, over-scoped key 30-120 min (withdraw,
+      10-30 min on 1-2 symbols, leverage spike 1-3 min, over-scoped key 30-120 min (withdraw,
       no allowlist, or both), automation key 30-180 min, cross-margin hedge at a minute in
       16:05-23:29. The default `kinds` (ALL_KINDS) are the market kinds only.
     - The first `warmup_days` days (default days // 4, at most 7) stay clean so trailing
