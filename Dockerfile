@@ -11,3 +11,6 @@ COPY --chown=airflow:root include /opt/venue-risk/include
 RUN pip install --no-cache-dir -r /opt/venue-risk/requirements.lock \
       apache-airflow-providers-celery apache-airflow-providers-postgres \
  && pip install --no-cache-dir --no-deps -e /opt/venue-risk
+# Warm imports for the processes that fork task processes (scheduler, Celery worker): see
+# include/venue_risk/preload.py. Airflow reads $AIRFLOW_HOME/config/airflow_local_settings.py.
+COPY --chown=airflow:root deploy/airflow_local_settings.py /opt/airflow/config/airflow_local_settings.py

@@ -33,7 +33,8 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	touch $@
 
 airflow-home: env
-	mkdir -p $(AIRFLOW_HOME)
+	mkdir -p $(AIRFLOW_HOME)/config
+	cp deploy/airflow_local_settings.py $(AIRFLOW_HOME)/config/airflow_local_settings.py
 	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/db-migrate.log; exit 1)
 	$(BIN)/airflow pools set venue_risk_warehouse 1 "DuckDB warehouse writers (one at a time)" > /dev/null
 
