@@ -8,7 +8,7 @@ Importing this package does not import Great Expectations (it is imported when t
 
 from __future__ import annotations
 
-from venue_risk.quality.basic import DataQualityError, validate_day
+from venue_risk.quality.basic import DataQualityError
 from venue_risk.quality.gate import run_gate
 
-__all__ = ["DataQualityError", "run_gate", "validate_day"]
+__all__ = ["DataQualityError", "run_gate"]

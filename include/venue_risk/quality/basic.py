@@ -1,14 +1,12 @@
-"""Basic checks of a landed day: canonical columns and types, non-null and unique keys, and
-every row's timestamp inside the partition's UTC day [D 00:00, D+1 00:00).
+"""The gate's first check and its error: the canonical schema of a landed dataset, checked in
+Polars before Great Expectations sees the frame (pandas conversion would blur the dtypes), and
+`DataQualityError`, raised when a critical expectation fails.
 
-Each check yields {dataset, check, severity, failed_count, example}; severity `critical` stops
-the day (DataQualityError), `warning` is reported.
+Each check is {dataset, check, severity, failed_count, example}; severity `critical` stops the
+day (DataQualityError), `warning` quarantines rows or flags the report.
 """
 
 from __future__ import annotations
-
-import datetime as dt
-from pathlib import Path
 
 import polars as pl
 
@@ -32,57 +30,12 @@ class DataQualityError(RuntimeError):
                          f"({len(failed)} critical expectation(s) failed; nothing loaded): {lines}")
 
 
-def check_dataset(dataset: str, frame: pl.DataFrame, day: dt.date) -> list[dict]:
-    """The basic checks of one dataset's day."""
+def schema_check(dataset: str, frame: pl.DataFrame) -> dict:
+    """The canonical schema check of one landed dataset: the columns, in order, with the exact
+    canonical Polars dtypes (critical). {dataset, check, severity, failed_count (0 or 1),
+    example (what was got and what was expected)}."""
     spec = DATASETS[dataset]
-    checks: list[dict] = []
-
-    def add(check: str, severity: str, bad: pl.DataFrame | None, example: str = "") -> None:
-        count = 0 if bad is None else bad.height
-        if count and not example:
-            example = str(bad.head(1).to_dicts()[0])
-        checks.append({"dataset": dataset, "check": check, "severity": severity,
-                       "failed_count": count, "example": example})
-
-    schema_ok = dict(frame.schema) == spec.schema
-    mismatch = "" if schema_ok else (
-        f"got {dict(frame.schema)}, expected {spec.schema}")
-    checks.append({"dataset": dataset, "check": "schema and types", "severity": "critical",
-                   "failed_count": 0 if schema_ok else 1, "example": mismatch})
-    if not schema_ok:
-        return checks
-    if spec.keys:
-        null_keys = frame.filter(pl.any_horizontal([pl.col(k).is_null() for k in spec.keys]))
-        add(f"keys {list(spec.keys)} not null", "critical", null_keys)
-        dupes = frame.filter(pl.struct(list(spec.keys)).is_duplicated())
-        add(f"keys {list(spec.keys)} unique", "critical", dupes)
-    if spec.day_column:
-        col = pl.col(spec.day_column)
-        if spec.schema[spec.day_column] == pl.Date:
-            outside = frame.filter(col != day)
-        else:
-            start = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)
-            end = start + dt.timedelta(days=1)
-            outside = frame.filter((col < start) | (col >= end))
-        add(f"{spec.day_column} inside {day}", "critical", outside)
-    return checks
-
-
-def validate_day(day: dt.date, landed: dict[str, str]) -> dict:
-    """Run the basic checks over every landed dataset ({dataset: parquet path}).
-
-    Returns {date, status, checks}; raises DataQualityError if a critical check failed."""
-    checks: list[dict] = []
-    for dataset in DATASETS:
-        if dataset not in landed:
-            checks.append({"dataset": dataset, "check": "dataset present", "severity": "critical",
-                           "failed_count": 1, "example": "no landed partition"})
-            continue
-        checks.extend(check_dataset(dataset, pl.read_parquet(Path(landed[dataset])), day))
-    failed_critical = any(c["failed_count"] and c["severity"] == "critical" for c in checks)
-    failed_warning = any(c["failed_count"] and c["severity"] == "warning" for c in checks)
-    status = "failed" if failed_critical else ("warnings" if failed_warning else "passed")
-    result = {"date": day.isoformat(), "status": status, "checks": checks}
-    if failed_critical:
-        raise DataQualityError(result)
-    return result
+    ok = dict(frame.schema) == spec.schema
+    return {"dataset": dataset, "check": "schema and types", "severity": "critical",
+            "failed_count": 0 if ok else 1,
+            "example": "" if ok else f"got {dict(frame.schema)}, expected {spec.schema}"}

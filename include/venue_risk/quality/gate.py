@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
 
 from venue_risk.atomic import write_json_atomic, write_parquet_atomic
-from venue_risk.quality.basic import DataQualityError, check_dataset
+from venue_risk.quality.basic import DataQualityError, schema_check
 from venue_risk.schema import DATASETS
 
 QUARANTINE_SCHEMA = {"date": pl.Date, "dataset": pl.String, "reason": pl.String,
@@ -69,9 +70,9 @@ def run_gate(day: dt.date, landed: dict[str, str], data_root: Path) -> dict:
             continue
         frame = pl.read_parquet(Path(landed[dataset]))
         row_counts[dataset] = frame.height
-        schema_check = check_dataset(dataset, frame, day)[0]  # schema and types only
-        checks.append(schema_check | {"expectation": "canonical Polars schema"})
-        if not schema_check["failed_count"]:
+        check = schema_check(dataset, frame)
+        checks.append(check | {"expectation": "canonical Polars schema"})
+        if not check["failed_count"]:
             frames[dataset] = frame
     gx_checks, bad_rows, gx_results = run_suites(
         day, frames, volume_bands(data_root / "quality", day))
@@ -96,34 +97,41 @@ def run_gate(day: dt.date, landed: dict[str, str], data_root: Path) -> dict:
         write_json_atomic(result, qdir / "validation.json")
         raise DataQualityError(result)
 
-    validated: dict[str, str] = {}
-    parts: list[pl.DataFrame] = []
-    for dataset, frame in frames.items():
+    def split(dataset: str, frame: pl.DataFrame) -> tuple[str, pl.DataFrame | None]:
+        """Write the dataset's validated partition (and its quarantine partition); returns the
+        validated path and the quarantine rows in QUARANTINE_SCHEMA (None without any)."""
         rows = bad_rows.get(dataset) or {}
-        indexed = frame.with_row_index("source_row")
         if rows:
             flags = pl.DataFrame({"source_row": list(rows), "reason": list(rows.values())},
                                  schema={"source_row": pl.UInt32, "reason": pl.String})
-            indexed = indexed.join(flags, on="source_row", how="left", maintain_order="left")
+            indexed = frame.with_row_index("source_row").join(flags, on="source_row", how="left",
+                                                               maintain_order="left")
+            good = indexed.filter(pl.col("reason").is_null()).drop("source_row", "reason")
         else:
-            indexed = indexed.with_columns(pl.lit(None, pl.String).alias("reason"))
-        good = indexed.filter(pl.col("reason").is_null()).drop("source_row", "reason")
+            good = frame  # (no row to take out: no index, join or filter over a million rows)
         good = good.sort(sort_columns(dataset), maintain_order=True, nulls_last=True)
-        validated[dataset] = str(write_parquet_atomic(good, partition(data_root / "validated", dataset, day)))
+        path = str(write_parquet_atomic(good, partition(data_root / "validated", dataset, day)))
         bad_path = partition(data_root / "quarantine", dataset, day)
-        if rows:
-            kinds = {q["reason"]: q["expectation"] for q in quarantined if q["dataset"] == dataset}
-            bad = indexed.filter(pl.col("reason").is_not_null()).with_columns(
-                pl.col("source_row").cast(pl.Int64),
-                pl.col("reason").replace_strict(kinds, default="", return_dtype=pl.String).alias("expectation"))
-            write_parquet_atomic(bad, bad_path)
-            record = bad.select(pl.struct(frame.columns).struct.json_encode()).to_series()
-            parts.append(pl.DataFrame({
-                "date": [day] * bad.height, "dataset": [dataset] * bad.height,
-                "reason": bad["reason"], "expectation": bad["expectation"],
-                "source_row": bad["source_row"], "record": record}, schema=QUARANTINE_SCHEMA))
-        elif bad_path.exists():
-            bad_path.unlink()  # a rerun after a fix leaves no stale quarantine behind
+        if not rows:
+            if bad_path.exists():
+                bad_path.unlink()  # a rerun after a fix leaves no stale quarantine behind
+            return path, None
+        kinds = {q["reason"]: q["expectation"] for q in quarantined if q["dataset"] == dataset}
+        bad = indexed.filter(pl.col("reason").is_not_null()).with_columns(
+            pl.col("source_row").cast(pl.Int64),
+            pl.col("reason").replace_strict(kinds, default="", return_dtype=pl.String).alias("expectation"))
+        write_parquet_atomic(bad, bad_path)
+        record = bad.select(pl.struct(frame.columns).struct.json_encode()).to_series()
+        return path, pl.DataFrame({
+            "date": [day] * bad.height, "dataset": [dataset] * bad.height,
+            "reason": bad["reason"], "expectation": bad["expectation"],
+            "source_row": bad["source_row"], "record": record}, schema=QUARANTINE_SCHEMA)
+
+    # two datasets at a time: sorting and writing Parquet run in Polars without the GIL
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        done = dict(zip(frames, pool.map(split, frames, frames.values())))
+    validated = {dataset: path for dataset, (path, _) in done.items()}
+    parts = [bad for _, bad in done.values() if bad is not None]
     combined = pl.concat(parts) if parts else pl.DataFrame(schema=QUARANTINE_SCHEMA)
     quarantine_file = write_parquet_atomic(
         combined, data_root / "quarantine" / f"date={day.isoformat()}" / "quarantine.parquet")
