@@ -448,6 +448,8 @@ def _data_quality(dq: dict) -> dict:
     seconds = dq.get("seconds")
     return {
         "seconds": _clean(seconds) if _is_num(seconds) else None,
+        "gx_import_seconds": (_clean(dq["gx_import_seconds"])
+                              if _is_num(dq.get("gx_import_seconds")) else None),
         "row_counts": [{"dataset": k, "rows": _clean(v)} for k, v in sorted((dq.get("row_counts") or {}).items())],
         "status": dq.get("status", "unknown"),
         "checks_total": len(checks),
