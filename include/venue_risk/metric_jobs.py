@@ -28,7 +28,7 @@ METRIC_TABLES = (
     "crowding", "index_gap_summary", "source_exclusions", "exclusion_windows",
     "single_source_sensitivity", "broken_source_counterfactual", "mark_basis",
     "mark_lag_by_vol_bucket", "feature_samples", "feature_drift", "fill_quality_by_vol_bucket",
-    "order_flow_violations", "order_flow_counts", "position_rebuild_check",
+    "order_flow_violations", "order_flow_counts", "position_rebuild_check", "position_rebuild_excluded",
     "minute_features", "anomaly_incidents", "rules_vs_model",
     "cross_margin_stress", "cross_margin_summary",
     "position_bands", "time_in_band", "liquidations_at_risk", "cascade_table",
@@ -43,11 +43,29 @@ def read_inputs(con: duckdb.DuckDBPyConnection, day: dt.date) -> dict[str, pl.Da
     data = {name: read_day(con, name, day) for name in INPUTS}
     data["positions_start"] = read_day(con, "positions_eod", day - dt.timedelta(days=1))
     start = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)
+    data["quarantined_fills"] = quarantined_fills(con, day)
     data["prev_index_components"] = con.sql(
         f"SELECT * EXCLUDE (date) FROM index_components WHERE date = DATE '{day - dt.timedelta(days=1)}' "
         f"AND received_ts >= TIMESTAMPTZ '{(start - dt.timedelta(minutes=1)).isoformat()}'"
     ).pl()
     return data
+
+
+def quarantined_fills(con: duckdb.DuckDBPyConnection, day: dt.date) -> pl.DataFrame:
+    """account, symbol, quarantined_fills: per account and symbol, the day's trades the gate
+    quarantined (taker and maker side, from the warehouse `quarantine` table's records). Their
+    positions cannot be rebuilt from the loaded fills."""
+    empty = pl.DataFrame(schema={"account": pl.Int64, "symbol": pl.String, "quarantined_fills": pl.Int64})
+    if not table_exists(con, "quarantine"):
+        return empty
+    sides = " UNION ALL ".join(
+        f"SELECT TRY_CAST(json_extract_string(record, '$.{side}') AS BIGINT) AS account, "
+        f"json_extract_string(record, '$.symbol') AS symbol FROM quarantine "
+        f"WHERE date = DATE '{day.isoformat()}' AND dataset = 'trades'"
+        for side in ("taker_account", "maker_account"))
+    out = con.sql(f"SELECT account, symbol, count(*)::BIGINT AS quarantined_fills FROM ({sides}) "
+                  "WHERE account IS NOT NULL AND symbol IS NOT NULL GROUP BY ALL ORDER BY ALL").pl()
+    return out.cast(empty.schema) if out.height else empty
 
 
 def read_baselines(con: duckdb.DuckDBPyConnection, day: dt.date, days: int) -> dict[str, pl.DataFrame]:
@@ -119,7 +137,11 @@ def account_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFr
 
     Positions are rebuilt from the previous day's positions_eod; on the first day the warehouse
     holds (no previous day) there is nothing to rebuild from, so the rebuild check and the
-    reduce-only checks, which need the position before each fill, are left empty that day."""
+    reduce-only checks, which need the position before each fill, are left empty that day.
+    An account-symbol with a fill the gate quarantined cannot be rebuilt from the loaded fills:
+    it is left out of the rebuild check and the reduce-only checks and listed in
+    position_rebuild_excluded (account, symbol, quarantined_fills) instead (a quarantined fill on
+    an unlisted symbol leaves out every symbol of its accounts)."""
     from venue_risk.metrics import (anomalies, api_scoping, cascade, cross_margin,
                                     liquidation_bands as bands_m, order_flow)
 
@@ -136,6 +158,21 @@ def account_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFr
              .select("account", "symbol", pl.col("size").alias("rebuilt_size"), pl.col("reported").alias("reported_size")))
     if not has_start:
         check = check.clear()
+    excluded = data.get("quarantined_fills")
+    if excluded is None:
+        excluded = pl.DataFrame(schema={"account": pl.Int64, "symbol": pl.String, "quarantined_fills": pl.Int64})
+    if excluded.height:
+        # a quarantined fill on an unlisted symbol may have been any of the account's symbols
+        listed = data["instruments"]["symbol"]
+        pairs = pl.concat([
+            excluded.filter(pl.col("symbol").is_in(listed.implode())).select("account", "symbol"),
+            excluded.filter(~pl.col("symbol").is_in(listed.implode())).select("account").unique()
+            .join(pl.DataFrame({"symbol": listed}), how="cross")]).unique()
+        check = check.join(pairs, on=["account", "symbol"], how="anti")
+        hit = violations.join(pairs.with_columns(pl.lit(True).alias("_quarantined")),
+                              on=["account", "symbol"], how="left", maintain_order="left")
+        violations = hit.filter(~(pl.col("kind").str.starts_with("reduce_only")
+                                  & pl.col("_quarantined").fill_null(False))).drop("_quarantined")
 
     features = anomalies.minute_features(data["order_events"], data["leverage_changes"], data["book_depth"],
                                          data["mark_index"], data["liquidations"], data["trades"])
@@ -157,6 +194,7 @@ def account_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFr
         "order_flow_violations": violations,
         "order_flow_counts": order_flow.violation_counts(violations, data["instruments"], day),
         "position_rebuild_check": check,
+        "position_rebuild_excluded": excluded,
         "minute_features": features,
         "anomaly_incidents": incidents,
         "rules_vs_model": anomalies.rules_vs_model(features, incidents, zscores=z),

@@ -197,6 +197,7 @@ def data_quality_summary(validation: dict) -> dict:
         "checks": validation["checks"],
         "quarantined": validation.get("quarantined", []),
         "seconds": validation.get("seconds"),
+        "gx_import_seconds": validation.get("gx_import_seconds"),
         "row_counts": validation.get("row_counts"),
     }
 

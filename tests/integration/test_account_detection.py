@@ -53,7 +53,12 @@ def month(tmp_path_factory) -> dict:
             "incidents": anomalies.incidents(anomalies.robust_z(features[day], baseline)),
             "truth": read_truth(out, day),
         }
-    return {"days": days, "results": results, "symbols": src.read("instruments", START)["symbol"].to_list()}
+    return {"days": days, "results": results, "plan": plan,
+            "symbols": src.read("instruments", START)["symbol"].to_list()}
+
+
+def _planned(month: dict, kinds) -> int:
+    return sum(1 for i in month["plan"] if i.kind in kinds)
 
 
 def test_every_order_flow_violation_found_with_its_order_id(month):
@@ -71,7 +76,7 @@ def test_every_order_flow_violation_found_with_its_order_id(month):
         found_ids |= set(r["violations"]["order_id"].to_list())
         truth_ids = {t["details"]["order_id"] for t in truth}
         assert set(r["violations"]["order_id"].to_list()) <= truth_ids, f"{day}: violations on clean orders"
-    assert injected >= 3
+    assert injected == _planned(month, ORDER_FLOW_KINDS) == 6
 
 
 def test_over_scoped_and_automation_keys_listed_and_clean_keys_not(month):
@@ -84,8 +89,11 @@ def test_over_scoped_and_automation_keys_listed_and_clean_keys_not(month):
         kill_flagged = set(keys.filter(pl.col("automation_without_kill_switch"))["key_id"].to_list())
         assert scope_flagged == over, f"{day}: over-scoped listed {scope_flagged}, injected {over}"
         assert kill_flagged == auto, f"{day}: no kill switch listed {kill_flagged}, injected {auto}"
+        # the report lists every key failing any check: exactly the injected ones
+        failing = set(keys.filter(~pl.col("ok"))["key_id"].to_list())
+        assert failing == over | auto, f"{day}: keys failing a check {failing}, injected {over | auto}"
         listed += len(over) + len(auto)
-    assert listed >= 2
+    assert listed == _planned(month, ("over_scoped_key", "automation_key_without_kill_switch")) == 4
 
 
 def test_small_hedge_named_as_trigger_when_correlations_jump_to_one(month):
@@ -99,7 +107,7 @@ def test_small_hedge_named_as_trigger_when_correlations_jump_to_one(month):
             assert empirical.height == 1 and not empirical["breach"][0], f"{day}: breaches under empirical corr"
             assert corr_one.height >= 1, f"{day}: no breach with correlations at one"
             assert set(corr_one["trigger_symbol"].to_list()) == {t["details"]["hedge_symbol"]}
-    assert planted >= 1
+    assert planted == _planned(month, ("cross_margin_small_hedge_trigger",)) == 2
 
 
 def _overlapping(incidents: pl.DataFrame, symbol: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
@@ -118,7 +126,7 @@ def test_every_injected_anomaly_found_on_its_symbols_and_window(month):
                                           f"incidents: {r['incidents'].to_dicts()}")
                 assert hits["severity"].is_in(["low", "medium", "high"]).all()
             found[t["kind"]] += 1
-    assert all(n >= 2 for n in found.values()), found
+    assert found == {k: _planned(month, (k,)) for k in ANOMALY_KINDS} == {k: 2 for k in ANOMALY_KINDS}
 
 
 def test_at_most_one_false_incident_per_symbol_week(month):

@@ -194,6 +194,12 @@ def order_flow_section(frames: dict, key: bytes | None) -> dict:
                    f"(open at the end of the day; start-of-day positions plus every fill in exchange order).")
     else:
         rebuild = "Rebuilt positions equal positions_eod (no open position at the end of the day)."
+    excluded = c._frame(frames, "position_rebuild_excluded")
+    if _has(excluded, "account", "symbol", "quarantined_fills") and excluded.height:
+        rebuild += (f" Not compared, nor checked for reduce-only fills: "
+                    f"{_plural(excluded.height, 'account-symbol')} with "
+                    f"{_plural(int(excluded['quarantined_fills'].sum()), 'quarantined fill')} "
+                    f"(see Data quality), whose positions do not follow from the loaded fills.")
     return {
         "total": total,
         "by_kind": [{"kind": k, "label": KIND_LABELS.get(k, k), "count": by_kind.get(k, 0)} for k in kinds],
