@@ -211,6 +211,42 @@ def test_liquidation_without_fills_is_quarantined(case):
     assert _warehouse(settings, f"SELECT count(*) FROM liquidation_executions WHERE liquidation_id = {liq_id}")[0][0] == 0
 
 
+def test_liquidation_with_a_quarantined_fill_is_quarantined_too(case):
+    """A bad fill of a liquidation takes its liquidation and its other fills to the quarantine
+    with it: measured from the remaining fills, its slippage and cost would be wrong."""
+    root, settings = case
+    trades = pl.read_parquet(_part(root, "trades"))
+    liq_id = int(trades.filter(pl.col("liquidation_id").is_not_null())["liquidation_id"][0])
+    row = int(trades.with_row_index("i").filter(pl.col("liquidation_id") == liq_id)["i"][0])
+    _edit(root, "trades", lambda f: _set(f, row, price=-float(f["price"][row])))
+    pipeline.run_day(DAY, settings)
+    fills = trades.filter(pl.col("liquidation_id") == liq_id).height
+    q = {(x["dataset"], x["reason"]): x["rows"] for x in _validation(settings)["quarantined"]}
+    assert q == ({("trades", "price > 0 and finite"): 1, ("liquidations", "fills quarantined in trades"): 1}
+                 | ({("trades", "liquidation quarantined"): fills - 1} if fills > 1 else {}))
+    assert _warehouse(settings, f"SELECT count(*) FROM liquidations WHERE liquidation_id = {liq_id}")[0][0] == 0
+    assert _warehouse(settings, f"SELECT count(*) FROM trades WHERE liquidation_id = {liq_id}")[0][0] == 0
+    assert _warehouse(settings, f"SELECT count(*) FROM liquidation_executions WHERE liquidation_id = {liq_id}")[0][0] == 0
+    assert _warehouse(settings, "SELECT reason FROM quarantine WHERE dataset = 'liquidations'") == [
+        ("fills quarantined in trades",)]
+
+
+def test_a_quarantined_liquidation_takes_its_fills_with_it(case):
+    root, settings = case
+    liqs = pl.read_parquet(_part(root, "liquidations"))
+    trades = pl.read_parquet(_part(root, "trades"))
+    liq_id = int(trades.filter(pl.col("liquidation_id").is_not_null())["liquidation_id"][0])
+    row = int(liqs.with_row_index("i").filter(pl.col("liquidation_id") == liq_id)["i"][0])
+    _edit(root, "liquidations", lambda f: _set(f, row, qty=-1.0))
+    pipeline.run_day(DAY, settings)
+    fills = trades.filter(pl.col("liquidation_id") == liq_id).height
+    q = {(x["dataset"], x["reason"]): x["rows"] for x in _validation(settings)["quarantined"]}
+    assert q == {("liquidations", "qty > 0 and finite"): 1, ("trades", "liquidation quarantined"): fills}
+    assert _warehouse(settings, f"SELECT count(*) FROM trades WHERE liquidation_id = {liq_id}")[0][0] == 0
+    assert (_warehouse(settings, f"SELECT count(*) FROM trades WHERE date = DATE '{DAY}'")[0][0]
+            == trades.height - fills)
+
+
 def test_funding_rate_beyond_cap_is_quarantined(case):
     root, settings = case
     cap = float(pl.read_parquet(_part(root, "instruments"))

@@ -1,6 +1,7 @@
 """The data-quality gate of a landed day: canonical schema check (Polars), then the Great
-Expectations suites (`quality.suites`), then the split of every dataset into validated rows and
-quarantined rows.
+Expectations suites (`quality.suites`), then the rows depending on quarantined rows (a
+liquidation and its fills go together: `quarantine_dependents`), then the split of every
+dataset into validated rows and quarantined rows.
 
 Outputs, under the data folder:
 
@@ -52,6 +53,45 @@ def sort_columns(dataset: str) -> list[str]:
     return out
 
 
+#: Quarantine reasons of the rows that depend on quarantined rows.
+FILLS_QUARANTINED = "fills quarantined in trades"
+LIQUIDATION_QUARANTINED = "liquidation quarantined"
+
+
+def _rows_where(frame: pl.DataFrame, column: str, values: pl.Series) -> list[int]:
+    if not values.len():
+        return []
+    return frame.with_row_index("_row").filter(pl.col(column).is_in(values.implode()))["_row"].to_list()
+
+
+def quarantine_dependents(frames: dict[str, pl.DataFrame], bad_rows: dict[str, dict[int, str]]) -> list[dict]:
+    """Quarantine a liquidation together with all its fills when either side has a bad row, in
+    place in `bad_rows`: a liquidation measured from part of its fills has a wrong VWAP, fill
+    ratio and cost, and fills whose liquidation is missing cannot be attributed. First every
+    liquidation with a quarantined fill (trades.liquidation_id) gets reason FILLS_QUARANTINED,
+    then every fill of a quarantined liquidation gets reason LIQUIDATION_QUARANTINED. Returns
+    the gate checks of the two rules (failed_count = rows quarantined by each)."""
+    trades, liqs = frames.get("trades"), frames.get("liquidations")
+    if trades is None or liqs is None:
+        return []
+    bad_t, bad_l = bad_rows.setdefault("trades", {}), bad_rows.setdefault("liquidations", {})
+    ids = trades[sorted(bad_t)]["liquidation_id"].drop_nulls().unique() if bad_t else trades["liquidation_id"].clear()
+    new_l = [r for r in _rows_where(liqs, "liquidation_id", ids) if r not in bad_l]
+    bad_l.update({r: FILLS_QUARANTINED for r in new_l})
+    ids = liqs[sorted(bad_l)]["liquidation_id"].drop_nulls().unique() if bad_l else liqs["liquidation_id"].clear()
+    new_t = [r for r in _rows_where(trades, "liquidation_id", ids) if r not in bad_t]
+    bad_t.update({r: LIQUIDATION_QUARANTINED for r in new_t})
+
+    def check(dataset: str, frame: pl.DataFrame, name: str, rows: list[int]) -> dict:
+        example = str(frame.row(rows[0], named=True) | {"row": rows[0]})[:300] if rows else ""
+        return {"dataset": dataset, "check": name, "severity": "warning",
+                "expectation": "dependent rows (venue_risk.quality.gate)", "failed_count": len(rows),
+                "example": example, "quarantine": True}
+
+    return [check("liquidations", liqs, FILLS_QUARANTINED, new_l),
+            check("trades", trades, LIQUIDATION_QUARANTINED, new_t)]
+
+
 def run_gate(day: dt.date, landed: dict[str, str], data_root: Path) -> dict:
     """Validate the landed day and write the outputs above. Returns validation.json's content;
     raises DataQualityError on a critical failure."""
@@ -81,6 +121,7 @@ def run_gate(day: dt.date, landed: dict[str, str], data_root: Path) -> dict:
             frames[dataset] = frame
     gx_checks, bad_rows, gx_results = run_suites(
         day, frames, volume_bands(data_root / "quality", day))
+    gx_checks += quarantine_dependents(frames, bad_rows)
     checks += gx_checks
     failed_critical = any(c["failed_count"] and c["severity"] == "critical" for c in checks)
     failed_warning = any(c["failed_count"] and c["severity"] == "warning" for c in checks)
