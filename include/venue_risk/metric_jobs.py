@@ -131,7 +131,7 @@ def market_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFra
 
 
 def account_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFrame],
-                   day: dt.date) -> dict[str, pl.DataFrame]:
+                   day: dt.date, engine_latency_s: float = 1.0) -> dict[str, pl.DataFrame]:
     """DESIGN 4.6 (order flow), 4.7 (anomalies), 4.8 (cross margin), 4.9 (bands, cascades) and
     4.10 (API keys).
 
@@ -203,7 +203,7 @@ def account_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFr
         "position_bands": bands,
         "time_in_band": bands_m.time_in_band(bands, data["mark_index"]),
         "liquidations_at_risk": bands_m.liquidations_at_risk(bands, marks),
-        "cascade_table": cascade.cascade_table(graph),
+        "cascade_table": cascade.cascade_table(graph, latency_s=engine_latency_s),
         "api_key_checklist": checklist,
         "api_checklist_totals": api_scoping.checklist_totals(checklist),
         "api_unattributed": api_scoping.unattributed_requests(data["api_requests"], data["api_keys"], day),
@@ -211,16 +211,18 @@ def account_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFr
     }
 
 
-def compute_all(con: duckdb.DuckDBPyConnection, day: dt.date, baseline_days: int) -> dict[str, pl.DataFrame]:
+def compute_all(con: duckdb.DuckDBPyConnection, day: dt.date, baseline_days: int,
+                engine_latency_s: float = 1.0) -> dict[str, pl.DataFrame]:
     """Every metric table for `day`, including `venue_figures` (the day's headline figures in
-    long form: figure, value), which later days read as their baseline."""
+    long form: figure, value), which later days read as their baseline. `engine_latency_s`: the
+    liquidation engine's round time in the cascade model (VENUE_RISK_ENGINE_LATENCY_S)."""
     from venue_risk.metrics import summary
 
     data = read_inputs(con, day)
     baselines = read_baselines(con, day, baseline_days)
     tables = liquidation_tables(data)
     tables |= market_tables(data, baselines, tables["liquidation_executions"])
-    tables |= account_tables(data, baselines, day)
+    tables |= account_tables(data, baselines, day, engine_latency_s)
     figures = summary.venue_day_figures(data["trades"], data["market_metrics"], data["liquidations"],
                                         data["insurance_fund"], tables["liquidation_executions"],
                                         tables["forced_costs"])

@@ -105,7 +105,7 @@ def compute_metrics(day: str | dt.date, settings: Settings) -> dict[str, str]:
 
     day = as_date(day)
     with connect(settings.paths.warehouse, read_only=True) as con:
-        tables = compute_all(con, day, settings.baseline_days)
+        tables = compute_all(con, day, settings.baseline_days, settings.engine_latency_s)
     return {name: str(write_parquet_atomic(_with_date(frame, day), metrics_dir(settings, day) / f"{name}.parquet"))
             for name, frame in tables.items()}
 

@@ -32,6 +32,7 @@ class Settings:
     recipients: tuple[str, ...] = ("risk-committee@example.com",)
     mail_from: str = "venue-risk@example.com"
     baseline_days: int = 30
+    engine_latency_s: float = 1.0  # the liquidation engine's round time in the cascade model
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -50,6 +51,7 @@ class Settings:
             recipients=recipients,
             mail_from=env("VENUE_RISK_MAIL_FROM", "venue-risk@example.com"),
             baseline_days=int(env("VENUE_RISK_BASELINE_DAYS", "30")),
+            engine_latency_s=float(env("VENUE_RISK_ENGINE_LATENCY_S", "1.0")),
         )
 
     def source(self):

@@ -159,3 +159,19 @@ def test_cascade_bad_input():
         cc.cascade(g, "A", -3.0, latency_s=0)
     with pytest.raises(InputError, match="no depth"):
         cc.graph_from_parts(MARKS, depth({"A": 1e6}), CORR, isolated([]))
+
+
+def test_engine_latency_setting_reaches_the_cascade_table_and_the_report(monkeypatch):
+    """VENUE_RISK_ENGINE_LATENCY_S sets the round time; the report states the latency the table
+    was computed with (duration_s / iterations), not a constant."""
+    from venue_risk.report.account import _latency
+    from venue_risk.settings import Settings
+
+    monkeypatch.setenv("VENUE_RISK_ENGINE_LATENCY_S", "2.5")
+    latency = Settings.from_env().engine_latency_s
+    assert latency == 2.5
+    table = cc.cascade_table(two_symbol_graph(), latency_s=latency)
+    moved = table.filter(pl.col("iterations") > 0)
+    assert moved.height and (moved["duration_s"] == moved["iterations"] * 2.5).all()
+    assert _latency(table) == 2.5
+    assert _latency(cc.cascade_table(two_symbol_graph())) == 1.0

@@ -793,6 +793,7 @@ def test_account_sections_in_pdf(market_day):
     cas = tables["cascade_table"].filter((pl.col("shock") - 0.10).abs() < 1e-9)
     for r in cas.iter_rows(named=True):
         assert f"{r['amplification']:,.3f}" in flat
+    assert _squash("engine latency 1.00 s per round") in flat  # the table's own latency
     # API keys: every failing key with its flags, checklist totals per check
     failing = tables["api_key_checklist"].filter(~pl.col("ok"))
     assert failing.height >= 2

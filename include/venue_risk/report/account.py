@@ -534,7 +534,17 @@ def bands_section(frames: dict, key: bytes | None) -> dict:
         "cascade_symbols_total": cascade_symbols_total,
         "cascade_shocks": [s * 100 for s in shocks],
         "cascade_series": series,
+        "cascade_latency_s": _latency(cas),
     }
+
+
+def _latency(cas: pl.DataFrame) -> float | None:
+    """The engine latency the cascade table was computed with: duration_s / iterations (the
+    model's duration is iterations x latency_s); None without a row that iterated."""
+    if not _has(cas, "duration_s", "iterations"):
+        return None
+    it = cas.filter(pl.col("iterations") > 0)
+    return float(it["duration_s"][0] / it["iterations"][0]) if it.height else None
 
 
 # -- 4.10 API key hygiene -----------------------------------------------------------------------
