@@ -182,6 +182,11 @@ def test_bad_trade_rows_are_quarantined(case):
             == clean.height - len(bad_ids))
     assert dict(_warehouse(settings, "SELECT reason, count(*) FROM quarantine WHERE dataset = 'trades' "
                                      "GROUP BY reason")) == reasons
+    # the warehouse record keeps what was wrong: NaN and infinity as such, not as null
+    records = dict(_warehouse(settings, "SELECT reason, record FROM quarantine WHERE dataset = 'trades'"))
+    assert json.loads(records["price not null or NaN"])["price"] == "NaN"
+    assert json.loads(records["qty > 0 and finite"])["qty"] == "Infinity"
+    assert json.loads(records["price > 0 and finite"])["price"] < 0
     quarantine = pl.read_parquet(settings.paths.data / "quarantine" / "trades" / f"date={DAY.isoformat()}" / "data.parquet")
     assert set(quarantine["trade_id"].to_list()) == bad_ids and "reason" in quarantine.columns
     assert (settings.paths.reports / DAY.isoformat() / "gx_results.json").exists()

@@ -22,6 +22,8 @@ and writes neither validated nor quarantine partitions.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +53,22 @@ def sort_columns(dataset: str) -> list[str]:
         if c and c not in out:
             out.append(c)
     return out
+
+
+def _json_value(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, (dt.datetime, dt.date, dt.time, dt.timedelta)):
+        return value.isoformat() if not isinstance(value, dt.timedelta) else str(value)
+    return value
+
+
+def record_json(rows: pl.DataFrame) -> list[str]:
+    """Each row as a JSON object of its original values, for the warehouse `quarantine` table:
+    NaN and infinities (not JSON numbers) as the strings "NaN", "Infinity", "-Infinity" instead
+    of null, so the record still shows what was wrong; timestamps in ISO 8601."""
+    return [json.dumps({k: _json_value(v) for k, v in row.items()}, separators=(",", ":"))
+            for row in rows.iter_rows(named=True)]
 
 
 #: Quarantine reasons of the rows that depend on quarantined rows.
@@ -168,7 +186,7 @@ def run_gate(day: dt.date, landed: dict[str, str], data_root: Path) -> dict:
             pl.col("source_row").cast(pl.Int64),
             pl.col("reason").replace_strict(kinds, default="", return_dtype=pl.String).alias("expectation"))
         write_parquet_atomic(bad, bad_path)
-        record = bad.select(pl.struct(frame.columns).struct.json_encode()).to_series()
+        record = pl.Series("record", record_json(bad.select(frame.columns)), dtype=pl.String)
         return path, pl.DataFrame({
             "date": [day] * bad.height, "dataset": [dataset] * bad.height,
             "reason": bad["reason"], "expectation": bad["expectation"],
