@@ -51,11 +51,14 @@ def read_inputs(con: duckdb.DuckDBPyConnection, day: dt.date) -> dict[str, pl.Da
     return data
 
 
+QUARANTINED_FILLS_SCHEMA = {"account": pl.Int64, "symbol": pl.String, "quarantined_fills": pl.Int64}
+
+
 def quarantined_fills(con: duckdb.DuckDBPyConnection, day: dt.date) -> pl.DataFrame:
     """account, symbol, quarantined_fills: per account and symbol, the day's trades the gate
     quarantined (taker and maker side, from the warehouse `quarantine` table's records). Their
     positions cannot be rebuilt from the loaded fills."""
-    empty = pl.DataFrame(schema={"account": pl.Int64, "symbol": pl.String, "quarantined_fills": pl.Int64})
+    empty = pl.DataFrame(schema=QUARANTINED_FILLS_SCHEMA)
     if not table_exists(con, "quarantine"):
         return empty
     sides = " UNION ALL ".join(
@@ -158,9 +161,7 @@ def account_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFr
              .select("account", "symbol", pl.col("size").alias("rebuilt_size"), pl.col("reported").alias("reported_size")))
     if not has_start:
         check = check.clear()
-    excluded = data.get("quarantined_fills")
-    if excluded is None:
-        excluded = pl.DataFrame(schema={"account": pl.Int64, "symbol": pl.String, "quarantined_fills": pl.Int64})
+    excluded = data.get("quarantined_fills", pl.DataFrame(schema=QUARANTINED_FILLS_SCHEMA))
     if excluded.height:
         # a quarantined fill on an unlisted symbol may have been any of the account's symbols
         listed = data["instruments"]["symbol"]

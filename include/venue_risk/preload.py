@@ -22,8 +22,7 @@ from typing import Sequence
 #: Airflow commands whose process forks task processes: argv[1:] starts with one of these.
 TASK_PARENT_COMMANDS: tuple[tuple[str, ...], ...] = (("scheduler",), ("celery", "worker"))
 #: Modules imported by warm_imports, in order.
-WARM_MODULES: tuple[str, ...] = ("great_expectations", "great_expectations.expectations",
-                                 "venue_risk.quality.suites", "venue_risk.quality.gate")
+WARM_MODULES: tuple[str, ...] = ("great_expectations.expectations", "venue_risk.quality.gate")
 
 
 def is_task_parent(argv: Sequence[str]) -> bool:
@@ -36,8 +35,11 @@ def is_task_parent(argv: Sequence[str]) -> bool:
 
 
 def warm_imports(modules: Sequence[str] = WARM_MODULES) -> list[str]:
-    """Import `modules` (GX analytics off, as in the gate); returns their names."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    """Import great_expectations as the gate does (`quality.suites.import_gx`), then `modules`;
+    returns the names imported."""
+    from venue_risk.quality.suites import import_gx
+
+    import_gx()
     for name in modules:
         importlib.import_module(name)
-    return list(modules)
+    return ["great_expectations", *modules]

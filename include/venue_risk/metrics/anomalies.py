@@ -302,25 +302,24 @@ def incidents(zscores: pl.DataFrame, z_threshold: float = Z_THRESHOLD,
                        multi_s.drop("symbol", strict=False).drop("feature", strict=False).drop("_c")],
                       how="diagonal").sort("date", "start").to_dicts()
     gap = dt.timedelta(minutes=window_min)
-    merged = [dict(c, symbols=set(c["symbols"]), features=set(c["features"]), kinds={c["kind"]})
-              for c in cands]
-    changed = True
-    while changed:  # merge until no two left overlap (merging is transitive: A-B and B-C)
-        changed = False
-        for i, m in enumerate(merged):
-            for c in merged[i + 1:]:
-                if (m["date"] == c["date"] and m["symbols"] & c["symbols"]
-                        and c["start"] <= m["end"] + gap and m["start"] <= c["end"] + gap):
-                    m["start"], m["end"] = min(m["start"], c["start"]), max(m["end"], c["end"])
-                    m["symbols"] |= c["symbols"]
-                    m["features"] |= c["features"]
-                    m["kinds"] |= c["kinds"]
-                    m["max_z"] = max(m["max_z"], c["max_z"])
-                    merged.remove(c)
-                    changed = True
-                    break
-            if changed:
-                break
+
+    def overlaps(m: dict, c: dict) -> bool:
+        return (m["date"] == c["date"] and bool(m["symbols"] & c["symbols"])
+                and c["start"] <= m["end"] + gap and m["start"] <= c["end"] + gap)
+
+    merged: list[dict] = []  # pairwise non-overlapping
+    for c in cands:
+        c = dict(c, symbols=set(c["symbols"]), features=set(c["features"]), kinds={c["kind"]})
+        # absorb every group c overlaps, again after each growth (merging is transitive)
+        while hit := [m for m in merged if overlaps(m, c)]:
+            for m in hit:
+                merged.remove(m)
+                c["start"], c["end"] = min(m["start"], c["start"]), max(m["end"], c["end"])
+                c["symbols"] |= m["symbols"]
+                c["features"] |= m["features"]
+                c["kinds"] |= m["kinds"]
+                c["max_z"] = max(m["max_z"], c["max_z"])
+        merged.append(c)
     rows = []
     for m in merged:
         n = anom.filter((pl.col("date") == m["date"]) & pl.col("symbol").is_in(sorted(m["symbols"]))

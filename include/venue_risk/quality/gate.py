@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -58,8 +57,8 @@ def sort_columns(dataset: str) -> list[str]:
 def _json_value(value):
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, (dt.datetime, dt.date, dt.time, dt.timedelta)):
-        return value.isoformat() if not isinstance(value, dt.timedelta) else str(value)
+    if isinstance(value, (dt.date, dt.time)):  # (datetime is a date)
+        return value.isoformat()
     return value
 
 
@@ -113,12 +112,10 @@ def quarantine_dependents(frames: dict[str, pl.DataFrame], bad_rows: dict[str, d
 def run_gate(day: dt.date, landed: dict[str, str], data_root: Path) -> dict:
     """Validate the landed day and write the outputs above. Returns validation.json's content;
     raises DataQualityError on a critical failure."""
-    from venue_risk.quality.suites import run_suites, volume_bands
+    from venue_risk.quality.suites import import_gx, run_suites, volume_bands
 
     started = time.perf_counter()
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # (as in venue_risk.preload)
-    import great_expectations  # noqa: F401  (timed apart: a fixed cost per process, ~0 when preloaded)
-
+    import_gx()  # timed apart: a fixed cost per process, ~0 when preloaded (venue_risk.preload)
     gx_import_s = time.perf_counter() - started
     data_root = Path(data_root)
     qdir = data_root / "quality" / f"date={day.isoformat()}"

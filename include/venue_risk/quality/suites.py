@@ -307,10 +307,17 @@ def with_helper_columns(dataset: str, frame: pl.DataFrame, frames: dict[str, pl.
 
 # -- running the suites ------------------------------------------------------------------------
 
-def _gx_context():
+def import_gx():
+    """great_expectations, imported with its usage analytics off (the one place that imports it:
+    the gate, the suites and venue_risk.preload call this)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations as gx
+    import great_expectations
 
+    return great_expectations
+
+
+def _gx_context():
+    gx = import_gx()
     context = gx.get_context(mode="ephemeral")
     try:
         from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -350,7 +357,7 @@ def run_suites(day: dt.date, frames: dict[str, pl.DataFrame],
     checks in the gate's result shape; bad_rows {dataset: {row index: reason}} for the
     quarantine (first failing expectation per row, in suite order); gx_results {dataset: GX
     validation result as JSON}."""
-    import great_expectations as gx
+    gx = import_gx()
     import great_expectations.expectations as gxe
 
     context = _gx_context()
