@@ -63,6 +63,90 @@ def test_twenty_x_position_on_btc_tiers():
     assert c["margin_steps"] == approx(0.005995 / 0.015)
 
 
+THREE_TIERS = margin.build_tiers(((50_000, 125, 0.004), (250_000, 100, 0.005), (1_000_000, 50, 0.01)))
+
+
+def _three_tier_frame(tiers=THREE_TIERS, symbol="BTCUSDT") -> pl.DataFrame:
+    return fx.frame("risk_tiers", [dict(symbol=symbol, tier=t.tier, notional_floor=t.notional_floor,
+                                        notional_cap=t.notional_cap, max_leverage=t.max_leverage,
+                                        maintenance_margin_rate=t.maintenance_margin_rate,
+                                        maintenance_amount=t.maintenance_amount) for t in tiers])
+
+
+def _sliced_then_backstop() -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A 3 BTC long (notional 3 x 40,000 = 120,000: tier 2, MMR 0.5 %) liquidated at mark 40,000 by
+    two incremental slices, 1.5 (id 11) and 1.0 (id 12), then a backstop of the remaining 0.5
+    (id 13). Every row records the position's maintenance_margin_rate 0.005. Plus id 14, another
+    account, recorded rate 0.0045 (no tier has it): qty 2.5 at 40,000 = 100,000."""
+    base = dict(account=9, symbol="BTCUSDT", side="sell", mark_price=40_000.0, liquidation_price=40_000.0,
+                bankruptcy_price=39_700.0, margin_mode="isolated", leverage=50.0,
+                maintenance_margin_rate=0.005)
+    liq = fx.frame("liquidations", [
+        dict(base, liquidation_id=11, ts_trigger=fx.ts(15), ts_done=fx.ts(15, 0, 1), qty=1.5,
+             filled_qty=1.5, path="incremental", fee=300.0, insurance_fund_delta=300.0),
+        dict(base, liquidation_id=12, ts_trigger=fx.ts(15, 0, 2), ts_done=fx.ts(15, 0, 3), qty=1.0,
+             filled_qty=1.0, path="incremental", fee=200.0, insurance_fund_delta=200.0),
+        dict(base, liquidation_id=13, ts_trigger=fx.ts(15, 0, 4), ts_done=fx.ts(15, 0, 5), qty=0.5,
+             filled_qty=0.5, path="backstop", fee=40.0, insurance_fund_delta=40.0),
+        dict(base, liquidation_id=14, account=10, ts_trigger=fx.ts(16), ts_done=fx.ts(16, 0, 1), qty=2.5,
+             filled_qty=2.5, path="market", maintenance_margin_rate=0.0045, fee=0.0, insurance_fund_delta=0.0),
+    ])
+    trades = fx.frame("trades", [
+        fx.trade(60, fx.ts(15, 0, 1), "BTCUSDT", 39_980.0, 1.5, "sell", 11),
+        fx.trade(61, fx.ts(15, 0, 3), "BTCUSDT", 39_960.0, 1.0, "sell", 12),
+        fx.trade(62, fx.ts(15, 0, 5), "BTCUSDT", 39_800.0, 0.5, "sell", 13),
+        fx.trade(63, fx.ts(16, 0, 1), "BTCUSDT", 40_000.0, 2.5, "sell", 14),
+    ])
+    return liq, trades
+
+
+def test_backstop_after_incremental_slices_keeps_the_position_tier():
+    liq, trades = _sliced_then_backstop()
+    ex = slippage.liquidation_executions(liq, trades, fx.frame("book_depth", []))
+    costs = forced_cost.forced_costs(ex, fx.instruments(), _three_tier_frame())
+    back = fx.row(costs, liquidation_id=13)
+    # remainder 0.5 x 40,000 = 20,000: inside tier 1 (0-50k, MMR 0.4 %) by notional; the old code
+    # took that tier: tier 1, tier_mmr 0.004, increment 0.005 - 0.004 = 0.001, steps 0.007 / 0.001 = 7.0
+    assert back["position_notional"] == approx(20_000.0)
+    # fee 40 / 20,000 = 0.002; slippage (40,000 - 39,800) / 40,000 x 1e4 = 50 bps = 0.005;
+    # cost_rate = 0.002 + 0.005 = 0.007
+    assert back["fee_rate_charged"] == approx(0.002)
+    assert back["cost_rate"] == approx(0.007)
+    # the recorded rate 0.005 is tier 2's (50k-250k): tier 2, increment 0.01 - 0.005 = 0.005
+    assert back["tier"] == 2 and back["tier_basis"] == "recorded_mmr"
+    assert back["tier_mmr"] == approx(0.005) and back["mmr_increment"] == approx(0.005)
+    # margin steps = 0.007 / 0.005 = 1.4; buffer share = 0.007 / 0.005 = 1.4: one tier, both columns
+    assert back["margin_steps"] == approx(1.4)
+    assert back["buffer_share"] == approx(0.007 / 0.005)
+    # the slices keep tier 2 too: 1.5 x 40,000 = 60,000 (tier 2 by notional as well) and
+    # 1.0 x 40,000 = 40,000 (tier 1 by notional; old code: increment 0.001)
+    # slice 12: fee 200 / 40,000 = 0.005, slippage (40,000 - 39,960) / 40,000 = 10 bps -> 0.006;
+    # steps 0.006 / 0.005 = 1.2 (old: 0.006 / 0.001 = 6.0)
+    for lid in (11, 12):
+        assert fx.row(costs, liquidation_id=lid)["tier"] == 2
+    assert fx.row(costs, liquidation_id=12)["margin_steps"] == approx(0.006 / 0.005)
+    # id 14 records 0.0045, no tier's rate: fallback to the notional 2.5 x 40,000 = 100,000 -> tier 2
+    other = fx.row(costs, liquidation_id=14)
+    assert other["tier"] == 2 and other["tier_basis"] == "notional"
+    assert other["margin_steps"] == approx(0.0)  # no fee, fill at mark: cost 0
+    assert dict(costs.schema) == forced_cost.COSTS_SCHEMA
+
+
+def test_tier_falls_back_to_notional_when_tiers_share_the_recorded_rate():
+    # tiers 1 and 2 both at 0.5 %: the recorded 0.005 does not say which; notional 20,000 -> tier 1,
+    # whose next tier has the same rate (increment 0.005 - 0.005 = 0)
+    shared = margin.build_tiers(((50_000, 125, 0.005), (250_000, 100, 0.005), (1_000_000, 50, 0.01)))
+    liq, trades = _sliced_then_backstop()
+    ex = slippage.liquidation_executions(liq, trades, fx.frame("book_depth", []))
+    costs = forced_cost.forced_costs(ex, fx.instruments(), _three_tier_frame(shared))
+    back = fx.row(costs, liquidation_id=13)
+    assert back["tier"] == 1 and back["tier_basis"] == "notional" and back["mmr_increment"] == approx(0.0)
+    # slice 11: notional 60,000 -> tier 2 (fallback too), increment 0.01 - 0.005 = 0.005;
+    # cost 300 / 60,000 + (40,000 - 39,980) / 40,000 = 0.005 + 0.0005 = 0.0055 -> 1.1 steps
+    s11 = fx.row(costs, liquidation_id=11)
+    assert s11["tier"] == 2 and s11["tier_basis"] == "notional" and s11["margin_steps"] == approx(1.1)
+
+
 def test_fill_beyond_bankruptcy_exceeds_buffer(costs):
     c = fx.row(costs, liquidation_id=1)
     # beyond bankruptcy no fee is charged (fee 0): cost = slippage 125 bps
@@ -71,8 +155,11 @@ def test_fill_beyond_bankruptcy_exceeds_buffer(costs):
     assert c["equity_lost"] == approx(0.0125 * 200)  # 2.5
     assert c["pct_initial_margin"] == approx(1.25)  # 100x: 125 % of initial margin
     assert c["buffer_share"] == approx(2.5) and c["buffer_share"] > 1  # 0.0125 / 0.005
-    # notional 200 -> tier 1 (MMR 0.4 %), next 0.5 %: increment 0.1 %; 0.0125 / 0.001 = 12.5
-    assert c["tier"] == 1 and c["margin_steps"] == approx(12.5)
+    # recorded MMR 0.5 % -> the position's tier is tier 2 (50k-250k), although the notional put
+    # into this liquidation, 2 x 100 = 200, lies in tier 1; next tier 1 %: increment 0.5 %;
+    # margin steps 0.0125 / 0.005 = 2.5 (the old notional-based tier gave tier 1, 12.5 steps)
+    assert c["tier"] == 2 and c["tier_mmr"] == approx(0.005) and c["tier_basis"] == "recorded_mmr"
+    assert c["mmr_increment"] == approx(0.005) and c["margin_steps"] == approx(2.5)
 
 
 def test_cost_uses_the_fee_actually_charged(costs):

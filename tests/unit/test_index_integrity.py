@@ -177,25 +177,120 @@ def test_single_source_sensitivity_drop_corrupt_and_positions_crossed():
     mi = mark_index([base] * 3, mark=[100.0] * 3)
     # dropping b (101, weight 0.3) moves most: (40 + 19.8 + 10) / 0.7 = 99.714
     drop_b = ((0.4 * 100 + 0.2 * 99 + 0.1 * 100) / 0.7 - base) / base * 1e4
-    # corrupting a (weight 0.4) upwards: median with a on top = (100 + 101) / 2 = 100.5,
-    # a' = 100.5 x (1 + 0.05 x 0.999999), still accepted
-    a_up = 100.5 * (1 + 0.05 * ii.INSIDE_BAND)
+    # corrupting a (weight 0.4) to x: the others 99, 100, 101 put the median at
+    # M(x) = (clip(x, 99, 100) + clip(x, 100, 101)) / 2, within [99.5, 100.5]. Upwards a stays in
+    # the band while x <= 100.5 x 1.05 = 105.525 (median with a on top = (100 + 101) / 2); b, c, d
+    # are never outliers (M moves by 0.5 %), so beyond 105.525 only a is out: index
+    # (30.3 + 19.8 + 10) / 0.6 = 100.167 (+6.7 bps). The worst rise is the band edge, reached at
+    # 105.525 x (1 - 1e-9): 0.4 x 105.525 + 30.3 + 19.8 + 10 = 102.31 -> +220.8 bps.
+    a_up = 100.5 * 1.05
     corrupt_a = ((0.4 * a_up + 0.3 * 101 + 0.2 * 99 + 0.1 * 100) - base) / base * 1e4
+    # downwards: the band edge at (99 + 100) / 2 x 0.95 = 94.525: 37.81 + 60.1 = 97.91 -> -218.8 bps
+    a_dn = 99.5 * 0.95
+    corrupt_a_dn = ((0.4 * a_dn + 0.3 * 101 + 0.2 * 99 + 0.1 * 100) - base) / base * 1e4
     moves = ii.single_source_moves(comps, instruments(), mi)
-    got = {(r["source"], r["scenario"]): r["max_move_bps"] for r in moves.iter_rows(named=True)}
-    assert got[("b", "drop")] == pytest.approx(drop_b)  # about -38.5 bps
-    assert got[("a", "drop")] == pytest.approx(((0.3 * 101 + 0.2 * 99 + 0.1 * 100) / 0.6 - base) / base * 1e4)
-    assert got[("a", "corrupt_up")] == pytest.approx(corrupt_a)  # about +220.8 bps
+    assert dict(moves.schema) == ii.SENSITIVITY_DETAIL_SCHEMA
+    got = {(r["source"], r["scenario"]): r for r in moves.iter_rows(named=True)}
+    assert got[("b", "drop")]["max_move_bps"] == pytest.approx(drop_b)  # about -38.5 bps
+    assert got[("a", "drop")]["max_move_bps"] == pytest.approx(
+        ((0.3 * 101 + 0.2 * 99 + 0.1 * 100) / 0.6 - base) / base * 1e4)
+    assert got[("a", "corrupt_up")]["max_move_bps"] == pytest.approx(corrupt_a)  # about +220.8 bps
+    assert got[("a", "corrupt_up")]["corrupt_price"] == pytest.approx(a_up)
+    assert got[("a", "corrupt_down")]["max_move_bps"] == pytest.approx(corrupt_a_dn)  # about -218.8
+    assert got[("a", "corrupt_down")]["corrupt_price"] == pytest.approx(a_dn)
+    # the uncorrupted median is median(100, 101, 99, 100) = 100: 105.525 is 5.525 % off it
+    assert got[("a", "corrupt_up")]["corrupt_pct"] == pytest.approx(0.05525)
+    assert got[("a", "drop")]["corrupt_price"] is None
 
     sens = ii.single_source_sensitivity(comps, instruments(), mi, _positions(), _tiers_frame())
+    assert dict(sens.schema) == ii.SENSITIVITY_SCHEMA
     r = sens.row(0, named=True)
     assert (r["drop_source"], r["drop_move_bps"]) == ("b", pytest.approx(drop_b))
     assert (r["corrupt_source"], r["corrupt_move_bps"]) == ("a", pytest.approx(corrupt_a))
+    assert r["corrupt_price"] == pytest.approx(a_up) and r["corrupt_pct"] == pytest.approx(0.05525)
+    assert r["corrupt_method"] == "weighted_mean" and r["corrupt_ts"] == at(0)
     assert (r["worst_scenario"], r["worst_source"]) == ("corrupt", "a")
     # a +-2.21 % move from mark 100 reaches LP 99 (long) and 101.5 (short), not 97 or 103
     assert r["mark_eod"] == 100.0
     assert (r["isolated_positions"], r["positions_crossed"]) == (4, 2)
     assert r["notional_crossed"] == pytest.approx(200.0)
+
+
+def test_corrupt_search_with_an_outlier_already_present_finds_the_median_fallback():
+    # Equal weights, pct 5 %: a, b, c at 100, d at 82 (18 % below the median 100: an outlier).
+    # Recomputed index = (100 + 100 + 100) / 3 = 100 (one outlier: weighted mean of the rest).
+    # Corrupt a to x; the others are 82, 100, 100, so the median of the four is
+    # M(x) = (clip(x, 82, 100) + 100) / 2: 91 for x <= 82, (x + 100) / 2 on [82, 100], 100 above.
+    # Up: a is kept while x <= 100 x 1.05 = 105 -> (105 + 200) / 3 = 101.667: +166.7 bps; beyond,
+    #   a and d are outliers -> median fallback M = 100: 0 bps. Worst rise +166.7 bps at 105.
+    # Down: inside the band a is kept while x / M(x) >= 0.95, 2x / (x + 100) >= 0.95,
+    #   x >= 95 / 1.05 = 90.476 -> (90.476 + 200) / 3 = 96.825: -317.5 bps (the band edge). Below
+    #   90.476, M < 100 / 1.05 = 95.238 so b and c are outliers too (and a, d): median fallback
+    #   M(x) = (x + 100) / 2, falling to (82 + 100) / 2 = 91 at x = 82 and staying 91 below:
+    #   -900 bps. The worst is the median fallback, -900 bps, for any x <= 82; reported at the
+    #   value nearest the median, 82 x (1 - 1e-9): 18 % below the uncorrupted median 100.
+    # d corrupted: the others are 100, 100, 100, M = 100 for every x: d kept on [95, 105] ->
+    #   (x + 300) / 4 = 98.75 ... 101.25: +-125 bps; outside, d alone is out: 100, 0 bps.
+    # Dropping any source: 0 bps (without d: 100; without a: (100 + 100) / 2, d still out).
+    comps = components(flat({"a": 100, "b": 100, "c": 100, "d": 82}, 2), W_EVEN)
+    mi = mark_index([100.0, 100.0], mark=[100.0, 100.0])
+    moves = ii.single_source_moves(comps, instruments(), mi)
+    got = {(r["source"], r["scenario"]): r for r in moves.iter_rows(named=True)}
+    assert got[("a", "corrupt_up")]["max_move_bps"] == pytest.approx((305 / 3 - 100) / 100 * 1e4)  # +166.7
+    assert got[("a", "corrupt_up")]["corrupt_price"] == pytest.approx(105.0)
+    assert got[("a", "corrupt_down")]["max_move_bps"] == pytest.approx(-900.0)
+    assert got[("a", "corrupt_down")]["corrupt_price"] == pytest.approx(82.0)
+    assert got[("a", "corrupt_down")]["corrupt_pct"] == pytest.approx(-0.18)
+    assert got[("d", "corrupt_up")]["max_move_bps"] == pytest.approx(125.0)
+    assert got[("d", "corrupt_down")]["max_move_bps"] == pytest.approx(-125.0)
+    assert got[("d", "corrupt_down")]["corrupt_price"] == pytest.approx(95.0)
+    assert got[("a", "drop")]["max_move_bps"] == pytest.approx(0.0, abs=1e-9)
+    # the band-edge value inside the band moves the index less: -317.5 bps at 90.476
+    band_edge = ((95 / 1.05 + 200) / 3 - 100) / 100 * 1e4
+    assert band_edge == pytest.approx(-317.46, abs=0.01) and abs(band_edge) < 900
+
+    r = ii.single_source_sensitivity(comps, instruments(), mi, _positions(), _tiers_frame()).row(0, named=True)
+    assert (r["corrupt_source"], r["corrupt_move_bps"]) == ("a", pytest.approx(-900.0))
+    assert r["corrupt_price"] == pytest.approx(82.0) and r["corrupt_pct"] == pytest.approx(-0.18)
+    assert r["corrupt_method"] == "median_fallback" and r["corrupt_ts"] == at(0)
+    assert (r["worst_scenario"], r["worst_move_bps"]) == ("corrupt", pytest.approx(-900.0))
+    # +-9 % from mark 100 reaches all four liquidation prices (99, 97, 101.5, 103)
+    assert r["positions_crossed"] == 4
+
+
+def test_corrupt_search_matches_a_dense_grid_of_corrupt_values():
+    # Random baskets of five sources (some seconds with one stale source, so both odd and even
+    # live counts, and some with sources already off by up to 15 %): the search must find at least
+    # the largest rise and fall any corrupt value on a dense grid gives, and its value must give
+    # the move reported.
+    rng = np.random.default_rng(3)
+    t_n, s_n, pct = 40, 5, 0.05
+    price = 100 * (1 + 0.01 * rng.standard_normal((t_n, s_n)))
+    off = rng.random((t_n, s_n)) < 0.25
+    price = np.where(off, price * (1 + rng.uniform(-0.15, 0.15, (t_n, s_n))), price)
+    age = np.where(rng.random((t_n, s_n)) < 0.15, 99.0, 0.0)
+    weights = np.array([0.3, 0.25, 0.2, 0.15, 0.1])
+    b = ii._Basket("X", DAY, np.arange(t_n) * 1_000_000, list("abcde"), weights, price, age,
+                   np.zeros((t_n, s_n), dtype=bool), pct, 10.0, 3, np.full(t_n, np.nan), np.full(t_n, 100.0))
+    base, _ = b.rule()
+    live = (age <= 10.0) & np.isfinite(price)
+    median0 = np.nanmedian(np.where(live, price, np.nan), axis=1)
+    grid = np.concatenate([np.linspace(50, 150, 20_001), np.geomspace(1, 1e4, 2_001)])
+    for j in range(s_n):
+        up, up_x, down, down_x = ii._corrupt_search(b, j, base, live, median0, None)
+        rows = np.repeat(price, len(grid), axis=0)
+        rows[:, j] = np.where(np.repeat(live[:, j], len(grid)), np.tile(grid, t_n), rows[:, j])
+        idx, _ = ii.index_rule.compute_index(rows, np.repeat(age, len(grid), axis=0), weights, pct, 10.0, 0)
+        dense = ((idx.reshape(t_n, len(grid)) - base[:, None]) / base[:, None] * 1e4)
+        hold = live.sum(axis=1) < 3
+        assert np.all(up[~hold] >= dense.max(axis=1)[~hold] - 1e-6)
+        assert np.all(down[~hold] <= dense.min(axis=1)[~hold] + 1e-6)
+        for t in np.flatnonzero(~hold & live[:, j]):
+            for mv, x in ((up[t], up_x[t]), (down[t], down_x[t])):
+                p = price[t].copy()
+                p[j] = x
+                i1, _ = ii.index_rule.compute_index(p[None], age[t][None], weights, pct, 10.0, 3)
+                assert (i1[0] - base[t]) / base[t] * 1e4 == pytest.approx(mv, abs=1e-9)
 
 
 def test_counterfactual_move_crosses_positions_in_its_direction():

@@ -17,7 +17,12 @@ rate, the charged rate is lower. Then in four units a risk committee can weigh:
   is the equity left between the liquidation price and the bankruptcy price, so a share above 1
   means the liquidation ended beyond bankruptcy and drew on the insurance fund;
 - margin steps = cost_rate / the increase in maintenance margin rate from the position's tier to
-  the next tier: how many tier steps of margin the forced execution consumed.
+  the next tier: how many tier steps of margin the forced execution consumed. The position's tier
+  is the one whose maintenance margin rate is the rate recorded with the liquidation (the same
+  rate the buffer share divides by), so a backstop or auction that takes over the small remainder
+  of a position after incremental reductions keeps the position's tier; only where no tier, or
+  more than one, has the recorded rate is the tier the one whose notional range holds the
+  liquidated qty x mark (column tier_basis says which).
 
 Insurance fund: daily inflow (fees kept by the fund), outflow (shortfalls of bankrupt fills),
 net, and the fund's opening and closing balance, with a reconciliation check. A sensitivity table
@@ -67,6 +72,7 @@ COSTS_SCHEMA: dict[str, pl.DataType] = {
     "pct_initial_margin": F64,
     "buffer_share": F64,
     "margin_steps": F64,
+    "tier_basis": STR,
 }
 
 COST_BY_PATH_SCHEMA: dict[str, pl.DataType] = {
@@ -119,6 +125,10 @@ SENSITIVITY_SCHEMA: dict[str, pl.DataType] = {
 
 #: Pool name used when the insurance fund has no snapshot to attribute liquidations to.
 UNKNOWN_POOL = "unknown"
+#: Relative tolerance when matching a liquidation's recorded maintenance margin rate to a tier's.
+MMR_MATCH_RTOL = 1e-12
+#: tier_basis values: the tier whose rate is the recorded rate, or the notional-based fallback.
+TIER_FROM_MMR, TIER_FROM_NOTIONAL = "recorded_mmr", "notional"
 
 
 def mmr_increment(tiers: Sequence[margin.Tier], tier: margin.Tier) -> float:
@@ -133,12 +143,51 @@ def mmr_increment(tiers: Sequence[margin.Tier], tier: margin.Tier) -> float:
     return math.nan
 
 
-def _tiers_by_symbol(risk_tiers: pl.DataFrame) -> dict[str, list[margin.Tier]]:
-    out: dict[str, list[margin.Tier]] = {}
-    for symbol in risk_tiers["symbol"].unique().to_list():
-        rows = risk_tiers.filter(pl.col("symbol") == symbol).to_dicts()
-        out[symbol] = margin.tiers_from_rows(rows)
-    return out
+def _tier_table(risk_tiers: pl.DataFrame) -> pl.DataFrame:
+    """One row per symbol x tier: notional_floor, notional_cap, tier_mmr and mmr_increment (MMR of
+    the next tier - tier_mmr; for the last tier tier_mmr - MMR of the previous tier; null for a
+    symbol with a single tier), the vectorized form of `mmr_increment`."""
+    mmr = pl.col("maintenance_margin_rate")
+    return (risk_tiers.sort("symbol", "tier")
+            .select("symbol", pl.col("tier").cast(I64), pl.col("notional_floor").cast(F64),
+                    pl.col("notional_cap").cast(F64), mmr.cast(F64).alias("tier_mmr"),
+                    pl.coalesce(mmr.shift(-1).over("symbol") - mmr, mmr - mmr.shift(1).over("symbol"))
+                    .cast(F64).alias("mmr_increment")))
+
+
+def _position_tiers(ex: pl.DataFrame, tiers: pl.DataFrame) -> pl.DataFrame:
+    """Per row of `ex` (with _row, symbol, maintenance_margin_rate, position_notional): tier and
+    tier_basis. The tier is the symbol's only tier whose MMR equals the recorded
+    maintenance_margin_rate (relative tolerance MMR_MATCH_RTOL); where none or several match, the
+    tier whose [notional_floor, notional_cap) holds |position_notional| (margin.tier_for_notional:
+    the first tier below the lowest floor, the last above the highest cap; null without a
+    notional)."""
+    rec, tmmr = pl.col("maintenance_margin_rate"), pl.col("tier_mmr")
+    notional = pl.col("position_notional").abs()
+    rate_hit = ((tmmr - rec).abs() <= MMR_MATCH_RTOL * pl.max_horizontal(rec.abs(), tmmr.abs())).fill_null(False)
+    in_range = (pl.col("notional_floor") <= notional) & (notional < pl.col("notional_cap"))
+    per_row = (
+        ex.select("_row", "symbol", "maintenance_margin_rate", "position_notional")
+        .join(tiers, on="symbol", how="inner")
+        .group_by("_row")
+        .agg(rate_hit.sum().alias("_n_rate"),
+             pl.col("tier").filter(rate_hit).first().alias("_by_rate"),
+             pl.col("tier").filter(in_range.fill_null(False)).min().alias("_by_range"),
+             pl.col("tier").first().alias("_first"), pl.col("tier").last().alias("_last"),
+             pl.col("notional_floor").first().alias("_first_floor"),
+             notional.first().alias("_notional"))
+    )
+    no_notional = pl.col("_notional").is_null() | pl.col("_notional").is_nan()
+    by_notional = (pl.when(no_notional).then(None)
+                   .when(pl.col("_by_range").is_not_null()).then(pl.col("_by_range"))
+                   .when(pl.col("_notional") < pl.col("_first_floor")).then(pl.col("_first"))
+                   .otherwise(pl.col("_last")))
+    from_rate = pl.col("_n_rate") == 1
+    return per_row.select(
+        "_row",
+        pl.when(from_rate).then(pl.col("_by_rate")).otherwise(by_notional).cast(I64).alias("tier"),
+        pl.when(from_rate).then(pl.lit(TIER_FROM_MMR))
+        .when(by_notional.is_not_null()).then(pl.lit(TIER_FROM_NOTIONAL)).alias("tier_basis"))
 
 
 def forced_costs(executions: pl.DataFrame, instruments: pl.DataFrame,
@@ -158,42 +207,39 @@ def forced_costs(executions: pl.DataFrame, instruments: pl.DataFrame,
     buffer_share = cost_rate / maintenance_margin_rate (the rate recorded with the liquidation):
     the share of the maintenance buffer between the liquidation and bankruptcy prices consumed;
     above 1 the liquidation ended beyond bankruptcy and drew on the insurance fund.
-    margin_steps = cost_rate / mmr_increment, where the tier is the one whose notional range
-    holds position_notional = qty x mark at the trigger (margin.tier_for_notional; for an
-    incremental reduction qty is the slice being liquidated), tier_mmr its maintenance margin
+    margin_steps = cost_rate / mmr_increment, where tier is the position's tier: the symbol's
+    tier whose maintenance margin rate equals the recorded maintenance_margin_rate (relative
+    tolerance 1e-12), the same rate buffer_share uses, so a backstop or auction taking over the
+    remainder of a position after incremental reductions keeps the position's tier rather than
+    the tier of its small remaining notional (tier_basis = recorded_mmr). Fallback, where no
+    tier or more than one tier has the recorded rate (tier_basis = notional): the tier whose
+    notional range holds position_notional = qty x mark at the trigger (margin.tier_for_notional;
+    qty is the quantity put into this liquidation). tier_mmr = that tier's maintenance margin
     rate and mmr_increment = MMR of the next tier - tier_mmr (for the last tier: tier_mmr - MMR
-    of the previous tier).
+    of the previous tier; null for a single tier).
     Liquidations without fills keep their row with null cost (no execution, no cost).
     Raises ValueError (InputError) when a symbol has no instrument row or no risk tiers.
     """
     fees = instruments.select("symbol", "liquidation_fee_rate").unique(subset="symbol", keep="first")
-    missing = sorted(set(executions["symbol"].unique().to_list()) - set(fees["symbol"].to_list()))
+    symbols = set(executions["symbol"].unique().to_list())
+    missing = sorted(symbols - set(fees["symbol"].to_list()))
     if missing:
         raise InputError("instruments", f"no instrument row for symbol(s) {missing}",
                          column="symbol", expected="one row per symbol that has liquidations")
-    tiers = _tiers_by_symbol(risk_tiers)
-    missing = sorted(set(executions["symbol"].unique().to_list()) - set(tiers))
+    missing = sorted(symbols - set(risk_tiers["symbol"].drop_nulls().unique().to_list()))
     if missing:
         raise InputError("risk_tiers", f"no tiers for symbol(s) {missing}", column="symbol",
                          expected="the margin tiers of every symbol that has liquidations")
 
+    tiers = _tier_table(risk_tiers)
     ex = executions.join(fees, on="symbol", how="left").with_columns(
-        (pl.col("qty") * pl.col("mark_price")).alias("position_notional"))
-    tier_no, tier_mmr, increment = [], [], []
-    for symbol, notional in zip(ex["symbol"].to_list(), ex["position_notional"].to_list()):
-        if notional is None or (isinstance(notional, float) and math.isnan(notional)):
-            tier_no.append(None), tier_mmr.append(None), increment.append(None)
-            continue
-        t = margin.tier_for_notional(tiers[symbol], abs(notional))
-        tier_no.append(t.tier)
-        tier_mmr.append(t.maintenance_margin_rate)
-        increment.append(mmr_increment(tiers[symbol], t))
+        (pl.col("qty") * pl.col("mark_price")).alias("position_notional")).with_row_index("_row")
+    ex = (ex.join(_position_tiers(ex, tiers), on="_row", how="left")
+          .join(tiers.select("symbol", "tier", "tier_mmr", "mmr_increment"), on=["symbol", "tier"],
+                how="left"))
     cost = pl.col("cost_rate")
     out = (
         ex.with_columns(
-            pl.Series("tier", tier_no, dtype=I64),
-            pl.Series("tier_mmr", tier_mmr, dtype=F64),
-            pl.Series("mmr_increment", increment, dtype=F64).fill_nan(None),
             pl.when(pl.col("filled_notional_at_mark") > 0)
             .then(pl.col("fee") / pl.col("filled_notional_at_mark")).alias("fee_rate_charged"),
         )

@@ -19,14 +19,26 @@ of consecutive seconds with the same status: first and last second, length). The
 what the report shows as "source X was excluded from hh:mm to hh:mm".
 
 Single-source sensitivity. For every source j the index is recomputed (a) with j removed from the
-basket and (b) with j corrupted: at every second where j is live it is placed just inside the
-outlier band, at median' x (1 +/- 0.999999 x index_outlier_pct), median' being the median of the
-basket with j at that extreme (the largest deviation the rule still accepts). The move is
-(scenario index - recomputed index) / recomputed index x 10,000 bps; the report shows the largest
-|move| over the day, its source and second, and how many open isolated positions of
-`positions_eod` that move (in either direction: longs for a fall, shorts for a rise) applied to
-the end-of-day mark would push across their liquidation price (`margin.isolated_liquidation_price`:
-where equity equals maintenance margin).
+basket and (b) with j corrupted: at every second where j is live its price is replaced by the
+value x that moves the index most (separately the largest rise and the largest fall), searched
+over every positive price: values inside the outlier band, values the rule excludes as an outlier,
+and values that leave two or more outliers and so switch the rule to its median fallback. The
+search is exact up to a relative 1e-9. With the other live prices fixed, the basket median M(x) is
+continuous and nondecreasing in x, so each source's ratio to it (x / M(x) for j, p_i / M(x) for
+every other live source i) is monotone in x and the values of x that leave a source inside the
+band form one interval. Between consecutive ends of these intervals the rule keeps the same
+sources, and the index (M(x) under the median fallback, else the weighted mean of the kept
+sources) is continuous and nondecreasing in x: its largest rise and fall are approached at those
+ends, or reached beyond the outermost one, where (with three or more live sources) M(x) and the
+index are constant. So the rule is evaluated at every end x0, computed per second from the sorted
+prices of the other live sources, at x0 x (1 - 1e-9) and x0 x (1 + 1e-9), and at 10 x beyond the
+outermost end; a worst move approached only at an open boundary is reported at the boundary
+-/+ 1e-9. The move is (scenario index - recomputed index) / recomputed index x 10,000 bps; the
+report shows the largest |move| over the day, its source and second, the corrupt value that
+causes it (price and deviation from the uncorrupted median), and how many open isolated
+positions of `positions_eod` that move (in either direction: longs for a fall, shorts for a rise)
+applied to the end-of-day mark would push across their liquidation price
+(`margin.isolated_liquidation_price`: where equity equals maintenance margin).
 
 Broken-source counterfactual. For every window in which a source was excluded as an outlier, the
 index the venue would have published had the rule kept that source (weighted mean of the sources
@@ -70,8 +82,14 @@ _STATUS_LABELS = {**index_rule.STATUS_NAMES, _UNKNOWN_CODE: STATUS_UNKNOWN}
 
 #: Gaps above this (bps) count as a disagreement between published and recomputed index.
 GAP_TOLERANCE_BPS = 0.1
-#: Corruption "just inside the band": this share of the instrument's outlier threshold.
-INSIDE_BAND = 0.999999
+#: Corrupt-value search: relative step either side of each end of a source's in-band interval
+#: (a worst move approached at an open boundary is reported at boundary -/+ this) ...
+BREAKPOINT_EPS = 1e-9
+#: ... and how far beyond the outermost end the search goes (x 10 above, / 10 below).
+FAR_FACTOR = 10.0
+#: Corrupt values whose moves agree within this relative tolerance are ties (the one nearest the
+#: uncorrupted median is reported).
+TIE_RTOL = 1e-12
 #: Mark-lag settings: trailing realized-vol window and the largest lag tried (seconds).
 VOL_WINDOW_S = 300
 MAX_LAG_S = 30
@@ -104,7 +122,7 @@ GAP_SUMMARY_SCHEMA: dict[str, pl.DataType] = {
 }
 SENSITIVITY_DETAIL_SCHEMA: dict[str, pl.DataType] = {
     "date": pl.Date, "symbol": STR, "source": STR, "scenario": STR, "max_move_bps": F64,
-    "ts_max_move": TS,
+    "ts_max_move": TS, "corrupt_price": F64, "corrupt_pct": F64,
 }
 SENSITIVITY_SCHEMA: dict[str, pl.DataType] = {
     "date": pl.Date, "symbol": STR,
@@ -112,6 +130,7 @@ SENSITIVITY_SCHEMA: dict[str, pl.DataType] = {
     "corrupt_pct": F64, "corrupt_move_bps": F64, "corrupt_source": STR, "corrupt_ts": TS,
     "worst_move_bps": F64, "worst_scenario": STR, "worst_source": STR,
     "mark_eod": F64, "isolated_positions": I64, "positions_crossed": I64, "notional_crossed": F64,
+    "corrupt_price": F64, "corrupt_method": STR,
 }
 COUNTERFACTUAL_SCHEMA: dict[str, pl.DataType] = {
     "date": pl.Date, "symbol": STR, "source": STR, "start": TS, "end": TS, "seconds": I64,
@@ -460,54 +479,172 @@ def _argmax_abs(x: np.ndarray) -> int | None:
     return int(np.argmax(a)) if len(a) and a.max() >= 0 else None
 
 
+def _others_order(price: np.ndarray, live: np.ndarray, j: int) -> tuple[np.ndarray, ...]:
+    """Per second, how the live basket's median M(x) depends on source j's price x.
+
+    Returns (even, lo, mid, hi) with a = the other live prices sorted (1-based, m of them, n = m + 1
+    live with j; -inf / +inf where a rank does not exist):
+    n odd: M(x) = clip(x, lo, hi), lo = a_(m/2), hi = a_(m/2 + 1) (mid = hi);
+    n even: M(x) = (clip(x, lo, mid) + clip(x, mid, hi)) / 2, mid = a_((m+1)/2), lo and hi its
+    neighbours a_((m-1)/2) and a_((m+3)/2)."""
+    t_n = price.shape[0]
+    others = np.delete(np.where(live, price, np.nan), j, axis=1)
+    m = np.isfinite(others).sum(axis=1)
+    srt = np.sort(np.where(np.isfinite(others), others, np.inf), axis=1)
+    pad = np.concatenate([np.full((t_n, 1), -np.inf), srt, np.full((t_n, 1), np.inf)], axis=1)
+
+    def order(k: np.ndarray) -> np.ndarray:  # 0-based rank k of the sorted others, k = -1 ... m
+        return np.take_along_axis(pad, (k + 1)[:, None], axis=1)[:, 0]
+
+    even = (m % 2) == 1
+    r = np.where(even, (m - 1) // 2, m // 2)
+    lo, mid = order(r - 1), order(r)
+    hi = np.where(even, order(np.minimum(r + 1, pad.shape[1] - 2)), mid)
+    return even, lo, mid, hi
+
+
+def _corrupt_breakpoints(price: np.ndarray, live: np.ndarray, j: int, pct: float) -> np.ndarray:
+    """(T, 2 x S) corrupt values of source j at which the set of sources the rule keeps changes:
+    the ends of each live source's in-band interval in x (NaN where a source is not live).
+
+    j: x / M(x) = 1 +/- pct, i.e. n odd: hi x (1 + pct) and lo x (1 - pct); n even:
+    mid x (1 + pct) / (1 - pct) if <= hi, else (mid + hi) / 2 x (1 + pct), and
+    mid x (1 - pct) / (1 + pct) if >= lo, else (lo + mid) / 2 x (1 - pct).
+    other source i: M(x) = p_i / (1 + pct) and M(x) = p_i / (1 - pct), solved by the generalized
+    inverse of M: clip(y, lo, hi) (n odd), clip(2 y - mid, lo, hi) (n even); where it lands on a
+    kink of M the value is merely redundant."""
+    even, lo, mid, hi = _others_order(price, live, j)
+    up, dn = 1.0 + pct, 1.0 - pct
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        s_up, s_dn = mid * up / dn, mid * dn / up
+        j_up = np.where(even, np.where(s_up <= hi, s_up, (mid + hi) / 2 * up), hi * up)
+        j_dn = np.where(even, np.where(s_dn >= lo, s_dn, (lo + mid) / 2 * dn), lo * dn)
+        others = np.delete(np.where(live, price, np.nan), j, axis=1)
+        ends = []
+        for y in (others / up, others / dn):
+            ends.append(np.where(even[:, None], np.clip(2 * y - mid[:, None], lo[:, None], hi[:, None]),
+                                 np.clip(y, lo[:, None], hi[:, None])))
+    return np.column_stack([j_up, j_dn, *ends])
+
+
+def _corrupt_candidates(b: _Basket, j: int, live: np.ndarray, median0: np.ndarray,
+                        corrupt_pct: float | None) -> np.ndarray:
+    """(T, K) corrupt values of source j to evaluate: every breakpoint x (1 -/+ BREAKPOINT_EPS),
+    plus FAR_FACTOR x beyond the highest and below the lowest of the breakpoints and the other
+    live prices (or, with corrupt_pct, everything clipped to median0 x (1 -/+ corrupt_pct) plus
+    those two bounds). Values that are not positive and finite are replaced by j's own price
+    (no corruption: move 0)."""
+    bp = _corrupt_breakpoints(b.price, live, j, b.outlier_pct)
+    bp = np.where(np.isfinite(bp) & (bp > 0), bp, np.nan)
+    ref = np.column_stack([bp, np.where(live, b.price, np.nan)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        far_hi, far_lo = np.nanmax(ref, axis=1) * FAR_FACTOR, np.nanmin(ref, axis=1) / FAR_FACTOR
+    x = np.column_stack([bp * (1 - BREAKPOINT_EPS), bp * (1 + BREAKPOINT_EPS), far_lo, far_hi])
+    if corrupt_pct is not None:
+        lo_b, hi_b = median0 * (1 - float(corrupt_pct)), median0 * (1 + float(corrupt_pct))
+        x = np.column_stack([np.clip(x, lo_b[:, None], hi_b[:, None]), lo_b, hi_b])
+    own = b.price[:, j]
+    return np.where(np.isfinite(x) & (x > 0), x, own[:, None])
+
+
+def _pick(moves: np.ndarray, x: np.ndarray, median0: np.ndarray, sign: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per second, the largest sign x move over the candidate columns and its corrupt value (ties
+    within TIE_RTOL: the value nearest median0)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        best = np.nanmax(sign * moves, axis=1)
+        dev = np.abs(x / median0[:, None] - 1.0)
+    tie = sign * moves >= best[:, None] - TIE_RTOL * np.maximum(np.abs(best[:, None]), 1.0)
+    k = np.argmin(np.where(tie, np.nan_to_num(dev, nan=np.inf), np.inf), axis=1)
+    rows = np.arange(len(k))
+    return moves[rows, k], x[rows, k]
+
+
+def _corrupt_search(b: _Basket, j: int, base: np.ndarray, live: np.ndarray, median0: np.ndarray,
+                    corrupt_pct: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(up_move, up_x, down_move, down_x) per second: the largest rise and fall of the index (bps)
+    source j can cause with one corrupt value, and that value (NaN where j is not live). Each
+    candidate column is one run of the venue's rule (`_Basket.rule`) over the whole day."""
+    x = _corrupt_candidates(b, j, live, median0, corrupt_pct)
+    moves = np.empty_like(x)
+    for k in range(x.shape[1]):
+        p = b.price.copy()
+        p[:, j] = np.where(live[:, j], x[:, k], b.price[:, j])
+        idx, _ = b.rule(p)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            moves[:, k] = (idx - base) / base * 1e4
+    up, up_x = _pick(moves, x, median0, 1.0)
+    down, down_x = _pick(moves, x, median0, -1.0)
+    off = ~live[:, j]
+    return up, np.where(off, np.nan, up_x), down, np.where(off, np.nan, down_x)
+
+
 def _scenario_moves(b: _Basket, corrupt_pct: float | None):
-    """Per source and scenario (drop, corrupt_up, corrupt_down): move series in bps."""
+    """Per source and scenario (drop, corrupt_up, corrupt_down): (source, scenario, move series in
+    bps, corrupt value series or None, deviation of it from the uncorrupted median or None), and
+    the recomputed index."""
     base, _ = b.rule()
-    band = b.outlier_pct * INSIDE_BAND if corrupt_pct is None else float(corrupt_pct)
     live = (b.age <= b.stale_s) & np.isfinite(b.price)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        median0 = np.nanmedian(np.where(live, b.price, np.nan), axis=1)
     out = []
     s = len(b.sources)
     for j, src in enumerate(b.sources):
         keep = [k for k in range(s) if k != j]
         idx_drop, _ = b.rule(b.price[:, keep], b.age[:, keep], b.weights[keep])
-        out.append((src, "drop", idx_drop))
-        for name, sign in (("corrupt_up", 1.0), ("corrupt_down", -1.0)):
-            extreme = np.where(live, b.price, np.nan)
-            extreme[:, j] = np.where(live[:, j], sign * np.inf, np.nan)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                med = np.nanmedian(extreme, axis=1)
-            p = b.price.copy()
-            p[:, j] = np.where(live[:, j] & np.isfinite(med), med * (1 + sign * band), b.price[:, j])
-            idx_c, _ = b.rule(p)
-            out.append((src, name, idx_c))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return base, band, [(src, sc, (x - base) / base * 1e4) for src, sc, x in out]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out.append((src, "drop", (idx_drop - base) / base * 1e4, None, None))
+        up, up_x, down, down_x = _corrupt_search(b, j, base, live, median0, corrupt_pct)
+        out.append((src, "corrupt_up", up, up_x, up_x / median0 - 1.0))
+        out.append((src, "corrupt_down", down, down_x, down_x / median0 - 1.0))
+    return base, out
+
+
+def _method_at(b: _Basket, t: int, j: int, x: float) -> str:
+    """The rule's method at second t with source j's price set to x."""
+    p = b.price[t].copy()
+    p[j] = x
+    _, st = b.rule(p[None, :], b.age[t][None, :])
+    n_live = int((st != index_rule.STALE).sum())
+    if n_live < b.min_sources:
+        return "hold"
+    return "median_fallback" if int((st == index_rule.OUTLIER).sum()) > 1 else "weighted_mean"
 
 
 def single_source_moves(index_components: pl.DataFrame, instruments: pl.DataFrame,
                         mark_index: pl.DataFrame, corrupt_pct: float | None = None, **prev) -> pl.DataFrame:
     """The largest index move per date x symbol x source x scenario (see single_source_sensitivity).
 
-    scenario: drop (source removed), corrupt_up / corrupt_down (source placed at
-    median' x (1 +/- corrupt_pct)). max_move_bps = the signed move with the largest |move| over the
-    verifiable seconds; ts_max_move = its second. Columns: date, symbol, source, scenario,
-    max_move_bps, ts_max_move."""
+    scenario: drop (source removed); corrupt_up / corrupt_down: the source, wherever it is live,
+    set to the corrupt value that raises / lowers the index most at that second (searched over all
+    prices, see the module docstring). max_move_bps = the signed move with the largest |move| over
+    the verifiable seconds (move = (scenario index - recomputed index) / recomputed index x
+    10,000); ts_max_move = its second; corrupt_price = the corrupt value there and corrupt_pct =
+    corrupt_price / median - 1, median = the uncorrupted median of the live sources at that second
+    (both null for drop). corrupt_pct (parameter, optional): search only values within this
+    fraction of that median. Columns: date, symbol, source, scenario, max_move_bps, ts_max_move,
+    corrupt_price, corrupt_pct."""
     rows = []
     for b in _baskets(index_components, instruments, mark_index, prev.get("prev_index_components"),
                       prev.get("prev_index")):
-        _, _, moves = _scenario_moves(b, corrupt_pct)
+        _, moves = _scenario_moves(b, corrupt_pct)
         ok = ~b.unknown.any(axis=1)
-        for src, sc, mv in moves:
+        for src, sc, mv, x, dev in moves:
             mv = np.where(ok, mv, np.nan)
             k = _argmax_abs(mv)
             rows.append({"date": b.date, "symbol": b.symbol, "source": src, "scenario": sc,
                          "max_move_bps": None if k is None else float(mv[k]),
-                         "ts_max_move": None if k is None else int(b.ts_us[k])})
+                         "ts_max_move": None if k is None else int(b.ts_us[k]),
+                         "corrupt_price": None if k is None or x is None else float(x[k]),
+                         "corrupt_pct": None if k is None or dev is None else float(dev[k])})
     if not rows:
         return _empty(SENSITIVITY_DETAIL_SCHEMA)
-    f = pl.DataFrame(rows, schema_overrides={"ts_max_move": pl.Int64}).with_columns(
-        pl.col("ts_max_move").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
+    f = pl.DataFrame(rows, schema_overrides={"ts_max_move": pl.Int64, "corrupt_price": F64,
+                                             "corrupt_pct": F64}).with_columns(
+        pl.col("ts_max_move").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+        pl.col("corrupt_price", "corrupt_pct").fill_nan(None))
     return _conform(f, SENSITIVITY_DETAIL_SCHEMA).sort("date", "symbol", "source", "scenario")
 
 
@@ -518,51 +655,72 @@ def single_source_sensitivity(index_components: pl.DataFrame, instruments: pl.Da
     """The largest index move one source could cause, per date x symbol, and its margin impact.
 
     drop: the index recomputed without source j (weights of the rest renormalized, the same
-    min_sources); corrupt: source j, wherever it is live, placed at median' x (1 +/- c) with
-    median' the median of the live basket with j at that extreme and c = corrupt_pct (default
-    0.999999 x index_outlier_pct: just inside the band, the worst value the rule still accepts).
+    min_sources). corrupt: source j, wherever it is live, set at each second to the price x that
+    moves the index most, found by evaluating the venue's rule at every end of every live
+    source's in-band interval in x, at x0 x (1 -/+ 1e-9), and at 10 x beyond the outermost end
+    (the ends: x / M(x) = 1 +/- index_outlier_pct for j and M(x) = p_i / (1 -/+
+    index_outlier_pct) for each other live source i, M(x) the live basket's median with j at x;
+    between consecutive ends the kept sources are fixed and the index is nondecreasing in x, so
+    the worst move is at one of them; see the module docstring). This covers values inside the
+    band (weighted mean with j), values the rule excludes (weighted mean without j) and values
+    that leave two or more outliers (median fallback). With fewer than three live sources
+    (possible only when index_min_sources < 3) the index follows the corrupted source without
+    bound and the move reported is that of a tenfold corruption. corrupt_pct (parameter,
+    optional): search only |x / median - 1| <= corrupt_pct, median the uncorrupted median.
     move_bps(t) = (scenario index - recomputed index) / recomputed index x 10,000.
     drop_move_bps / corrupt_move_bps = the signed move of largest |move| over all sources and
-    seconds, with its source and second; worst_* = the larger of the two.
+    seconds, with its source and second; corrupt_price = the corrupt value x causing it (of the
+    values causing the same move, the one nearest the median), corrupt_pct = corrupt_price /
+    median - 1 with median the uncorrupted median of the live sources at corrupt_ts, and
+    corrupt_method = the rule's method there (weighted_mean or median_fallback); worst_* = the
+    larger of drop and corrupt.
     positions_crossed = open isolated positions (positions_eod, margin_mode isolated) whose
     liquidation price (margin.isolated_liquidation_price with the symbol's risk_tiers) lies
     between the end-of-day mark (mark_eod, the day's last mark_price) and mark_eod x
     (1 -/+ |worst_move_bps| / 10,000): longs below, shorts above; notional_crossed = sum of
     |size| x mark_eod over them. Columns: date, symbol, drop_move_bps, drop_source, drop_ts,
     corrupt_pct, corrupt_move_bps, corrupt_source, corrupt_ts, worst_move_bps, worst_scenario,
-    worst_source, mark_eod, isolated_positions, positions_crossed, notional_crossed."""
+    worst_source, mark_eod, isolated_positions, positions_crossed, notional_crossed,
+    corrupt_price, corrupt_method."""
     rows = []
     for b in _baskets(index_components, instruments, mark_index, prev.get("prev_index_components"),
                       prev.get("prev_index")):
-        _, band, moves = _scenario_moves(b, corrupt_pct)
+        _, moves = _scenario_moves(b, corrupt_pct)
         ok = ~b.unknown.any(axis=1)
         best = {}
-        for src, sc, mv in moves:
+        for src, sc, mv, x, dev in moves:
             kind = "drop" if sc == "drop" else "corrupt"
             mv = np.where(ok, mv, np.nan)
             k = _argmax_abs(mv)
             if k is None:
                 continue
             if kind not in best or abs(mv[k]) > abs(best[kind][0]):
-                best[kind] = (float(mv[k]), src, int(b.ts_us[k]))
-        d = best.get("drop", (None, None, None))
-        c = best.get("corrupt", (None, None, None))
+                best[kind] = (float(mv[k]), src, int(b.ts_us[k]), k,
+                              None if x is None else float(x[k]), None if dev is None else float(dev[k]))
+        d = best.get("drop", (None,) * 6)
+        c = best.get("corrupt", (None,) * 6)
+        method = None
+        if c[0] is not None and c[4] is not None and np.isfinite(c[4]):
+            method = _method_at(b, c[3], b.sources.index(c[1]), c[4])
         cand = [(abs(v[0]), k, v) for k, v in best.items()]
         worst = max(cand, key=lambda x: x[0]) if cand else None
         mark_eod = float(b.mark[-1]) if len(b.mark) else np.nan
         size, lp = _isolated_book(positions_eod, risk_tiers, b.symbol)
         n, notional = _crossed(size, lp, mark_eod, worst[2][0], both=True) if worst else (0, 0.0)
         rows.append({"date": b.date, "symbol": b.symbol, "drop_move_bps": d[0], "drop_source": d[1],
-                     "drop_ts": d[2], "corrupt_pct": band, "corrupt_move_bps": c[0],
+                     "drop_ts": d[2], "corrupt_pct": c[5], "corrupt_move_bps": c[0],
                      "corrupt_source": c[1], "corrupt_ts": c[2],
                      "worst_move_bps": worst[2][0] if worst else None,
                      "worst_scenario": worst[1] if worst else None,
                      "worst_source": worst[2][1] if worst else None, "mark_eod": mark_eod,
-                     "isolated_positions": len(size), "positions_crossed": n, "notional_crossed": notional})
+                     "isolated_positions": len(size), "positions_crossed": n, "notional_crossed": notional,
+                     "corrupt_price": c[4], "corrupt_method": method})
     if not rows:
         return _empty(SENSITIVITY_SCHEMA)
-    f = pl.DataFrame(rows, schema_overrides={"drop_ts": pl.Int64, "corrupt_ts": pl.Int64}).with_columns(
-        pl.col("drop_ts", "corrupt_ts").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
+    f = pl.DataFrame(rows, schema_overrides={"drop_ts": pl.Int64, "corrupt_ts": pl.Int64, "corrupt_pct": F64,
+                                             "corrupt_price": F64}).with_columns(
+        pl.col("drop_ts", "corrupt_ts").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+        pl.col("corrupt_price", "corrupt_pct").fill_nan(None))
     return _conform(f, SENSITIVITY_SCHEMA).sort("date", "symbol")
 
 
