@@ -19,6 +19,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_conte
 from venue_risk.names import DATASET_NAMES, WAREHOUSE_POOL
 
 SMTP_CONN_ID = "smtp_default"
+PSEUDONYM_KEY_VARIABLE = "venue_risk_pseudonym_key"  # the pseudonym key: a deployment secret
 IO_RETRIES = {"retries": 2, "retry_delay": dt.timedelta(seconds=30), "retry_exponential_backoff": 2.0}
 
 
@@ -55,14 +56,30 @@ def _settings():
     return Settings.from_env()
 
 
-def _smtp_sender():
-    """A send(EmailMessage) callable through the Airflow SMTP connection, or None when no SMTP
-    connection is configured (the message then goes to the local outbox)."""
+def _lookup_connection(conn_id: str):
+    """The Airflow connection, or None when it is defined nowhere (env, secrets backend,
+    metadata DB). Any error other than "not found" propagates."""
     from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
-        BaseHook.get_connection(SMTP_CONN_ID)
-    except Exception:
+        return BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        return None
+
+
+def _smtp_sender():
+    """A send(EmailMessage) callable through the Airflow SMTP connection, or None when no SMTP
+    connection is configured (the message then goes to the local outbox). A connection that is
+    configured but unusable raises SmtpConnectionError (`deliver.smtp_connection_state`): never a
+    silent fall-back to the outbox."""
+    import os
+
+    from venue_risk.deliver import conn_env_var, smtp_connection_state
+
+    state = smtp_connection_state(os.environ.get(conn_env_var(SMTP_CONN_ID)), _lookup_connection,
+                                  SMTP_CONN_ID)
+    if state == "absent":
         return None
 
     def send(message) -> None:
@@ -87,19 +104,53 @@ def _smtp_sender():
 
 
 def _alert_on_failure(context) -> None:
-    """Failure callback: mail (or write to the outbox) an alert naming the failed task and error."""
+    """Failure callback: mail an alert naming the failed task and error to the operations list
+    (VENUE_RISK_ALERT_RECIPIENTS, never the committee), or write it to the outbox with the reason
+    (no alert recipients, no or an unusable SMTP connection, a failed send). Logged either way."""
+    import logging
+
     from venue_risk.deliver import send_alert
 
+    log = logging.getLogger("venue_risk.alerts")
     ti = context.get("task_instance") or context.get("ti")
     day = context.get("logical_date")
-    send_alert(
-        day=day.date().isoformat() if day else "unknown",
-        task=getattr(ti, "task_id", "unknown"),
-        error=str(context.get("exception") or "see the task log"),
-        run_id=str(context.get("run_id", "")),
-        settings=_settings(),
-        send=_smtp_sender(),
-    )
+    try:
+        send, connection_error = _smtp_sender(), None
+    except Exception as exc:  # an unusable connection must not cost the alert
+        send, connection_error = None, f"{type(exc).__name__}: {exc}"
+    try:
+        result = send_alert(
+            day=day.date().isoformat() if day else "unknown",
+            task=getattr(ti, "task_id", "unknown"),
+            error=str(context.get("exception") or "see the task log"),
+            run_id=str(context.get("run_id", "")),
+            settings=_settings(),
+            send=send,
+            connection_error=connection_error,
+        )
+    except Exception:
+        log.exception("the failure alert could be neither mailed nor written to the outbox")
+        return
+    if result["status"] == "sent":
+        log.info("failure alert mailed to %s", ", ".join(result["recipients"]))
+    else:
+        log.warning("failure alert NOT mailed (%s%s); written to %s", result["reason"],
+                    f": {result['send_error']}" if result.get("send_error") else "", result["path"])
+
+
+def _pseudonym_key() -> bytes | None:
+    """The pseudonym key from the Airflow variable venue_risk_pseudonym_key (masked in logs);
+    None when the variable is not set (build_report then falls back to VENUE_RISK_PSEUDONYM_KEY,
+    else shows accounts as recorded and says so in the report)."""
+    from airflow.sdk import Variable
+    from airflow.sdk.log import mask_secret
+
+    value = Variable.get(PSEUDONYM_KEY_VARIABLE, default=None)
+    if value is None:
+        return None
+    if value:
+        mask_secret(str(value), name=PSEUDONYM_KEY_VARIABLE)
+    return str(value).encode()
 
 
 @dag(
@@ -159,14 +210,24 @@ def venue_risk_daily():
         from venue_risk import pipeline
 
         return pipeline.build_report(_day(), _as_list(extracted), _settings(),
-                                     run_id=get_current_context()["run_id"])
+                                     run_id=get_current_context()["run_id"],
+                                     pseudonym_key=_pseudonym_key())
 
     @task(**IO_RETRIES)
     def deliver(report: dict) -> dict:
+        """Mail the report (SMTP connection), or write it to the outbox when none is configured.
+        A malformed connection fails at once (a retry cannot fix it); a failed send is retried."""
+        from airflow.sdk.exceptions import AirflowFailException
+
         from venue_risk import pipeline
+        from venue_risk.deliver import SmtpConfigError
 
         params = get_current_context()["params"]
-        return pipeline.deliver(_day(), _settings(), _smtp_sender(),
+        try:
+            send = _smtp_sender()
+        except SmtpConfigError as exc:
+            raise AirflowFailException(str(exc)) from None
+        return pipeline.deliver(_day(), _settings(), send,
                                 recipients=params.get("recipients") or None,
                                 force=bool(params.get("force_resend")),
                                 dry_run=bool(params.get("dry_run")))

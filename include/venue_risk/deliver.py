@@ -5,9 +5,18 @@ Airflow-free: the caller passes a `send(EmailMessage)` callable (the DAG wraps t
 connection; tests use smtplib against a local server). Without one (no SMTP connection
 configured) the message is written to the local outbox as an .eml file.
 
+"No connection" and "a broken connection" are different things (`smtp_connection_state`): no
+connection configured -> the outbox; a connection that is configured but cannot be parsed or read
+-> a clear error (the task fails and alerts), never a silent fall-back to the outbox.
+
 Sent once per date: a JSON ledger (updated atomically, under a file lock) records
-date -> {sent_at, recipients, subject, via}; a date already in the ledger is skipped unless
-forced. A dry run builds the message but neither sends nor records it.
+date -> {state, via, recorded_at, sent_at (sent only), recipients, subject, ...} with state `sent`
+(mailed through SMTP) or `outbox` (written to the outbox, not mailed). Only `sent` stops a resend:
+a day that went to the outbox is mailed by the first run that has a connection. Forced runs resend.
+A dry run builds the message but neither sends nor records it.
+
+Failure alerts go to the operations list (`settings.alert_recipients`), never to the committee;
+an alert that cannot be mailed is written to the outbox with the reason.
 """
 
 from __future__ import annotations
@@ -17,16 +26,19 @@ import datetime as dt
 import html
 import json
 import os
+import re
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Literal
 
 from venue_risk.atomic import write_atomic, write_json_atomic
 
 SUBJECT_PREFIX = "[venue-risk]"
 DEFAULT_SENDER = "venue-risk@example.com"
 STATUS_COLORS = {"green": "#2e7d32", "amber": "#e8a100", "red": "#c62828"}
+SENT, OUTBOX = "sent", "outbox"  # ledger states
+ALERT_RECIPIENTS_ENV = "VENUE_RISK_ALERT_RECIPIENTS"
 
 
 def _day(date: str | dt.date) -> str:
@@ -117,6 +129,117 @@ def build_message(report_dir: Path, date: str | dt.date, status: str | None, rec
     return msg
 
 
+# -- the SMTP connection: absent, configured, or unusable ---------------------------------------
+
+ConnectionState = Literal["absent", "configured"]
+URI_HINT = ("percent-encode special characters in the login and password "
+            "(# as %23, / as %2F, ? as %3F, @ as %40, : as %3A)")
+
+
+class SmtpConnectionError(Exception):
+    """The SMTP connection is configured but cannot be used. Messages never contain a password."""
+
+
+class SmtpConfigError(SmtpConnectionError, ValueError):
+    """The connection is configured but malformed (a retry cannot fix it)."""
+
+
+class SmtpLookupError(SmtpConnectionError, RuntimeError):
+    """Reading the connection failed (secrets backend or API error; a retry may fix it)."""
+
+
+def conn_env_var(conn_id: str) -> str:
+    """The environment variable Airflow reads a connection from: AIRFLOW_CONN_<CONN_ID>."""
+    return f"AIRFLOW_CONN_{conn_id.upper()}"
+
+
+def redact_uri_credentials(text: str) -> str:
+    """`text` with the user-info of any URI in it (`scheme://user:password@`) replaced by `***`."""
+    return re.sub(r"://\S*@", "://***@", str(text))
+
+
+def _check_json_connection(text: str, name: str) -> None:
+    """A connection given as JSON must parse and name a host."""
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        raise SmtpConfigError(f"{name} is not valid JSON ({getattr(exc, 'msg', 'parse error')} at "
+                              f"position {getattr(exc, 'pos', '?')})") from None
+    if not isinstance(obj, dict) or not obj.get("host"):
+        raise SmtpConfigError(f"{name} (JSON) has no \"host\"")
+
+
+def check_connection_uri(value: str, name: str) -> None:
+    """Raise SmtpConfigError when a connection URI (or JSON) cannot be parsed as intended.
+
+    Catches what Airflow would silently misread or report as "not defined": an unencoded `#`
+    (the rest of the URI becomes a fragment and is dropped), a `/`, `?` or `:` in the password
+    (the host part ends early: port not a number, an `@` after the host), no scheme, no host.
+    The error names `name` (the variable) and what is wrong, never the URI or the password."""
+    text = value.strip()
+    if text.startswith("{"):
+        _check_json_connection(text, name)
+        return
+    prefix = f"{name} cannot be parsed as a URI"
+    if "://" not in text:
+        raise SmtpConfigError(f"{prefix}: no scheme (expected smtp://[login:password@]host:port?extras)")
+    if "#" in text:
+        raise SmtpConfigError(f"{prefix}: it contains an unencoded '#', and everything after it would "
+                              f"be dropped; {URI_HINT}")
+    try:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(text)
+        host, _port = parts.hostname, parts.port
+    except ValueError:  # the message may quote part of the password: not echoed
+        raise SmtpConfigError(f"{prefix}: the host or port is malformed (is there a ':', '/', '?' or "
+                              f"'@' in the password?); {URI_HINT}") from None
+    first_query_key = parts.query.split("&", 1)[0].split("=", 1)[0]
+    if "@" in parts.path or "@" in first_query_key:
+        raise SmtpConfigError(f"{prefix}: an '@' follows the host part (a '/' or '?' in the login or "
+                              f"password ends it early); {URI_HINT}")
+    if parts.netloc.endswith(":"):
+        raise SmtpConfigError(f"{prefix}: the port after ':' is empty; {URI_HINT}")
+    if not host:
+        raise SmtpConfigError(f"{prefix}: no host")
+
+
+def smtp_connection_state(env_value: str | None, lookup: Callable[[str], Any | None],
+                          conn_id: str = "smtp_default") -> ConnectionState:
+    """Whether the SMTP connection `conn_id` is "absent" (-> the outbox) or "configured".
+
+    env_value: the value of AIRFLOW_CONN_<CONN_ID> (os.environ.get); lookup(conn_id): the
+    connection from Airflow (env, secrets backend or metadata DB), or None when it is defined
+    nowhere (the caller maps Airflow's not-found exception to None); any other exception is a
+    lookup failure.
+
+    Set (non-empty) env var -> configured, whatever Airflow makes of it: a value that cannot be
+    parsed, or that Airflow then reports as undefined (it does so for a URI it cannot parse),
+    raises SmtpConfigError. A lookup error raises SmtpLookupError. A connection without a host
+    raises SmtpConfigError. Nothing here ever falls back to the outbox on an error."""
+    name = conn_env_var(conn_id)
+    from_env = bool(env_value and env_value.strip())
+    if from_env:
+        check_connection_uri(str(env_value), name)
+    try:
+        conn = lookup(conn_id)
+    except SmtpConnectionError:
+        raise
+    except Exception as exc:
+        raise SmtpLookupError(f"SMTP connection {conn_id!r} could not be read: {type(exc).__name__}: "
+                              f"{redact_uri_credentials(exc)}") from None
+    if conn is None:
+        if from_env:
+            raise SmtpConfigError(f"{name} is set but Airflow cannot read connection {conn_id!r} from it "
+                                  f"(it reports the connection as undefined); check the URI format and "
+                                  f"{URI_HINT}")
+        return "absent"
+    if not getattr(conn, "host", None):
+        source = name if from_env else f"connection {conn_id!r}"
+        raise SmtpConfigError(f"SMTP {source} has no host")
+    return "configured"
+
+
 # -- ledger -------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
@@ -147,17 +270,60 @@ def write_eml(message: EmailMessage, path: Path) -> Path:
     return write_atomic(Path(path), lambda tmp: tmp.write_bytes(data))
 
 
+def entry_state(entry: dict | None) -> str | None:
+    """The ledger state of a date's entry: "sent", "outbox", or None (no entry). Entries written
+    before states existed count by `via`: "outbox" -> outbox, anything else (i.e. "smtp") -> sent."""
+    if not entry:
+        return None
+    state = entry.get("state")
+    if state in (SENT, OUTBOX):
+        return state
+    return OUTBOX if entry.get("via") == OUTBOX else SENT
+
+
+def _skip_reason(previous: dict | None, send: Callable | None) -> str | None:
+    """Why a (not forced) delivery is skipped, or None when it must go ahead. Only a `sent` entry
+    stops a resend; an `outbox` entry stops only a rewrite of the same outbox file (no connection
+    yet, and the file is still there): with a connection, the day is sent."""
+    state = entry_state(previous)
+    if state == SENT:
+        return "already sent (ledger)"
+    if state == OUTBOX and send is None and Path(str(previous.get("path") or "")).is_file():
+        return ("already in the outbox (ledger), not mailed: no SMTP connection is configured; "
+                "the first run with a connection sends it")
+    return None
+
+
+def _ledger_entry(result: dict, previous: dict | None) -> dict:
+    """The ledger entry of a delivery that happened, keeping up to 10 earlier entries."""
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    entry = {"state": result["state"], "via": result["via"], "recorded_at": now,
+             "recipients": result["recipients"], "subject": result["subject"],
+             "message_id": result["message_id"]}
+    if result["state"] == SENT:
+        entry["sent_at"] = now
+    if "path" in result:
+        entry["path"] = result["path"]
+    if previous:
+        entry["previous"] = ([{k: v for k, v in previous.items() if k != "previous"}]
+                             + list(previous.get("previous", [])))[:10]
+    return entry
+
+
 def deliver(report_dir: Path, date: str | dt.date, recipients: list[str],
             send: Callable[[EmailMessage], None] | None, outbox: Path, ledger: Path,
             force: bool = False, dry_run: bool = False, status: str | None = None,
             sender_address: str | None = None) -> dict:
     """Send the date's report once. Returns what happened (JSON-serializable):
-    {status: sent | outbox | skipped | dry_run, date, subject, recipients, via, ...}.
+    {status: sent | outbox | skipped | dry_run, state, date, subject, recipients, via, ...}.
 
-    - date already in the ledger and not force -> "skipped", nothing sent;
-    - send None -> the message goes to <outbox>/<date>-venue-risk.eml (via "outbox");
+    - date already `sent` (ledger) and not force -> "skipped", nothing sent;
+    - date in the `outbox` (ledger): sent now when `send` is given; with no `send` either it is
+      "skipped" while its outbox file exists (rewritten if the file is gone);
+    - send None -> the message goes to <outbox>/<date>-venue-risk.eml (state and via "outbox");
     - dry_run -> the message is built (so a broken report still fails) but not sent or recorded.
-    The ledger is updated only after a successful send: a failed send is retried by the next run.
+    The ledger is updated only after a successful send or outbox write: a send that raises leaves
+    the ledger as it was, and the next run (or the task's retry) sends the day.
     """
     day = _day(date)
     ledger = Path(ledger)
@@ -166,34 +332,34 @@ def deliver(report_dir: Path, date: str | dt.date, recipients: list[str],
     with _locked(ledger):
         entries = read_ledger(ledger)
         previous = entries.get(day)
-        if previous and not force and not dry_run:
-            return {"status": "skipped", "date": day, "reason": "already sent (ledger)",
+        previous_state = entry_state(previous)
+        reason = None if (force or dry_run) else _skip_reason(previous, send)
+        if reason:
+            return {"status": "skipped", "state": previous_state, "date": day, "reason": reason,
                     "previous": previous, "subject": previous.get("subject"),
                     "recipients": previous.get("recipients"), "via": previous.get("via"),
                     "ledger": str(ledger)}
         message = build_message(report_dir, day, status, recipients, sender_address)
         result: dict[str, Any] = {"date": day, "subject": str(message["Subject"]),
                                   "recipients": recipients, "message_id": str(message["Message-ID"]),
-                                  "forced": bool(force and previous), "ledger": str(ledger)}
+                                  "forced": bool(force and previous), "previous_state": previous_state,
+                                  "ledger": str(ledger)}
         if dry_run:
-            return result | {"status": "dry_run", "via": "none", "already_sent": bool(previous)}
+            return result | {"status": "dry_run", "state": None, "via": "none",
+                             "already_sent": previous_state == SENT}
         if send is None:
             path = write_eml(message, outbox / f"{day}-venue-risk.eml")
-            result |= {"status": "outbox", "via": "outbox", "path": str(path)}
+            result |= {"status": OUTBOX, "state": OUTBOX, "via": "outbox", "path": str(path),
+                       "reason": "no SMTP connection configured: written to the outbox, not mailed"}
         else:
             send(message)
-            result |= {"status": "sent", "via": "smtp"}
-        entry = {"sent_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                 "recipients": recipients, "subject": result["subject"], "via": result["via"],
-                 "message_id": result["message_id"]}
-        if "path" in result:
-            entry["path"] = result["path"]
-        if previous:
-            entry["previous"] = ([{k: v for k, v in previous.items() if k != "previous"}]
-                                 + list(previous.get("previous", [])))[:10]
+            result |= {"status": SENT, "state": SENT, "via": "smtp"}
+        entry = _ledger_entry(result, previous)
         entries[day] = entry
         write_json_atomic(entries, ledger)
-        result["sent_at"] = entry["sent_at"]
+        result["recorded_at"] = entry["recorded_at"]
+        if "sent_at" in entry:
+            result["sent_at"] = entry["sent_at"]
         return result
 
 
@@ -201,11 +367,13 @@ def deliver(report_dir: Path, date: str | dt.date, recipients: list[str],
 
 def build_alert(day: str, task: str, error: str, run_id: str, recipients: list[str],
                 sender_address: str) -> EmailMessage:
-    """A short alert: which day, which task, which error, which run."""
+    """A short alert: which day, which task, which error, which run. No To header when there are
+    no recipients (the alert then only goes to the outbox)."""
     msg = EmailMessage()
     msg["Subject"] = f"{SUBJECT_PREFIX} ALERT {day}: task {task} failed"
     msg["From"] = sender_address
-    msg["To"] = ", ".join(recipients)
+    if recipients:
+        msg["To"] = ", ".join(recipients)
     msg["Date"] = formatdate(localtime=False, usegmt=True)
     msg["Message-ID"] = make_msgid(idstring=f"venue-risk-alert.{day}")
     msg.set_content(
@@ -216,25 +384,46 @@ def build_alert(day: str, task: str, error: str, run_id: str, recipients: list[s
     return msg
 
 
+def alert_recipients(settings) -> list[str]:
+    """The operations addresses of failure alerts (`settings.alert_recipients`,
+    VENUE_RISK_ALERT_RECIPIENTS). Never the committee's `settings.recipients`."""
+    return [a.strip() for a in (getattr(settings, "alert_recipients", ()) or ()) if a and a.strip()]
+
+
 def send_alert(day: str, task: str, error: str, run_id: str, settings,
-               send: Callable[[EmailMessage], None] | None) -> dict:
-    """Mail an alert about a failed task (or write it to the outbox). Never raises: an alert
-    that cannot be mailed is written to the outbox instead, and the outcome is returned."""
-    recipients = list(getattr(settings, "recipients", ()) or ())
+               send: Callable[[EmailMessage], None] | None,
+               connection_error: str | None = None) -> dict:
+    """Mail an alert about a failed task to the operations list, or write it to the outbox.
+
+    Returns {status: sent | outbox, via, subject, recipients, [path, reason, send_error]}. The
+    alert goes to the outbox, with the reason, when no alert recipients are configured, when
+    there is no SMTP connection (send None), when the connection is unusable
+    (`connection_error`, e.g. the SmtpConnectionError raised by `smtp_connection_state`) or when
+    the send raises; so an alert is never lost silently. Only writing the outbox file can raise.
+    """
+    recipients = alert_recipients(settings)
     sender = getattr(settings, "mail_from", None) or DEFAULT_SENDER
     outbox = Path(settings.paths.outbox)
     msg = build_alert(day, task, str(error)[:4000], run_id, recipients, sender)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
-    safe_task = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(task))[:80]
-    error_text = None
-    if send is not None and recipients:
+    out: dict[str, Any] = {"subject": str(msg["Subject"]), "recipients": recipients}
+    send_error = redact_uri_credentials(connection_error) if connection_error else None
+    if not recipients:
+        reason = f"no alert recipients configured (set {ALERT_RECIPIENTS_ENV} to the operations addresses)"
+    elif connection_error:
+        reason = "the SMTP connection is configured but unusable"
+    elif send is None:
+        reason = "no SMTP connection configured"
+    else:
         try:
             send(msg)
-            return {"status": "sent", "via": "smtp", "subject": str(msg["Subject"])}
-        except Exception as exc:  # fall back to the outbox
-            error_text = f"{type(exc).__name__}: {exc}"
+            return out | {"status": SENT, "via": "smtp"}
+        except Exception as exc:  # never lose the alert: the outbox keeps it
+            reason = "sending through the SMTP connection failed"
+            send_error = redact_uri_credentials(f"{type(exc).__name__}: {exc}")
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    safe_task = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(task))[:80]
     path = write_eml(msg, outbox / f"{day}-alert-{safe_task}-{stamp}.eml")
-    out = {"status": "outbox", "via": "outbox", "path": str(path), "subject": str(msg["Subject"])}
-    if error_text:
-        out["send_error"] = error_text
+    out |= {"status": OUTBOX, "via": "outbox", "path": str(path), "reason": reason}
+    if send_error:
+        out["send_error"] = send_error
     return out

@@ -1,5 +1,6 @@
 """Delivery: a real SMTP server (aiosmtpd on localhost, a free port), a send callable through
-smtplib, the once-per-date ledger, force, dry run and the outbox."""
+smtplib, the once-per-date ledger (states sent / outbox), force, dry run, the outbox, the SMTP
+connection state (absent / configured / unusable) and failure alerts to the operations list."""
 
 from __future__ import annotations
 
@@ -13,7 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from venue_risk.deliver import build_message, deliver, read_ledger, send_alert
+from venue_risk.deliver import (
+    SmtpConfigError,
+    SmtpLookupError,
+    build_message,
+    deliver,
+    entry_state,
+    read_ledger,
+    send_alert,
+    smtp_connection_state,
+)
 
 DAY = "2026-11-05"
 PDF = b"%PDF-1.7\n% fake report bytes \x00\x01\x02\xff\n%%EOF\n"
@@ -178,15 +188,21 @@ def test_outbox_when_no_smtp(report_dir, tmp_path):
     assert deliver(report_dir, DAY, ["a@example.com"], None, outbox, ledger)["status"] == "skipped"
 
 
+def alert_settings(tmp_path, alert_recipients=("ops@example.com",)):
+    return types.SimpleNamespace(recipients=("risk-committee@example.com", "cro@example.com"),
+                                 alert_recipients=alert_recipients, mail_from="venue-risk@example.com",
+                                 paths=types.SimpleNamespace(outbox=tmp_path / "outbox"))
+
+
 def test_send_alert_falls_back_to_outbox(tmp_path):
-    settings = types.SimpleNamespace(recipients=("ops@example.com",), mail_from="venue-risk@example.com",
-                                     paths=types.SimpleNamespace(outbox=tmp_path / "outbox"))
+    settings = alert_settings(tmp_path)
 
     def broken(message):
         raise OSError("no route")
 
     out = send_alert(DAY, "compute_metrics", "ValueError: boom", "manual__x", settings, broken)
     assert out["status"] == "outbox" and "no route" in out["send_error"]
+    assert out["reason"] == "sending through the SMTP connection failed"
     msg = _parse(Path(out["path"]).read_bytes())
     assert msg["Subject"] == "[venue-risk] ALERT 2026-11-05: task compute_metrics failed"
     assert "ValueError: boom" in msg.get_content()
@@ -194,8 +210,170 @@ def test_send_alert_falls_back_to_outbox(tmp_path):
 
 def test_send_alert_over_smtp(smtp_server, tmp_path):
     handler, host, port = smtp_server
-    settings = types.SimpleNamespace(recipients=("ops@example.com",), mail_from="venue-risk@example.com",
-                                     paths=types.SimpleNamespace(outbox=tmp_path / "outbox"))
+    settings = alert_settings(tmp_path)
     out = send_alert(DAY, "load", "disk full", "r1", settings, smtp_sender(host, port))
     assert out["status"] == "sent"
     assert _parse(handler.messages[0][2])["Subject"].startswith("[venue-risk] ALERT 2026-11-05")
+
+
+
+# -- alerts go to the operations list, never the committee --------------------------------------
+
+def test_alert_goes_to_operations_never_to_the_committee(smtp_server, tmp_path):
+    handler, host, port = smtp_server
+    settings = alert_settings(tmp_path, alert_recipients=("ops@example.com", "oncall@example.com"))
+    out = send_alert(DAY, "deliver", "SMTPServerDisconnected", "r1", settings, smtp_sender(host, port))
+    assert out["status"] == "sent" and out["recipients"] == ["ops@example.com", "oncall@example.com"]
+    [(_, rcpt, raw)] = handler.messages
+    assert sorted(rcpt) == ["oncall@example.com", "ops@example.com"]
+    assert "risk-committee@example.com" not in raw.decode() and "cro@example.com" not in raw.decode()
+    assert not (tmp_path / "outbox").exists()
+
+
+def test_alert_without_alert_recipients_goes_to_outbox_with_reason(smtp_server, tmp_path):
+    """Unset VENUE_RISK_ALERT_RECIPIENTS: nothing is mailed (least of all to the committee)."""
+    handler, host, port = smtp_server
+    out = send_alert(DAY, "extract", "boom", "r1", alert_settings(tmp_path, alert_recipients=()),
+                     smtp_sender(host, port))
+    assert handler.messages == []
+    assert out["status"] == "outbox" and "VENUE_RISK_ALERT_RECIPIENTS" in out["reason"]
+    msg = _parse(Path(out["path"]).read_bytes())
+    assert msg["To"] is None and "boom" in msg.get_content()
+
+
+def test_alert_with_unusable_connection_goes_to_outbox_with_the_error(tmp_path):
+    error = "SmtpConfigError: AIRFLOW_CONN_SMTP_DEFAULT cannot be parsed as a URI: ..."
+    out = send_alert(DAY, "deliver", "boom", "r1", alert_settings(tmp_path), None, connection_error=error)
+    assert out["status"] == "outbox" and out["send_error"] == error
+    assert out["reason"] == "the SMTP connection is configured but unusable"
+    no_conn = send_alert(DAY, "deliver", "boom", "r1", alert_settings(tmp_path), None)
+    assert no_conn["status"] == "outbox" and no_conn["reason"] == "no SMTP connection configured"
+
+
+def test_settings_alert_recipients_from_env(monkeypatch):
+    from venue_risk.settings import Settings
+
+    monkeypatch.delenv("VENUE_RISK_ALERT_RECIPIENTS", raising=False)
+    assert Settings.from_env().alert_recipients == ()
+    monkeypatch.setenv("VENUE_RISK_ALERT_RECIPIENTS", " ops@example.com, ,oncall@example.com ")
+    assert Settings.from_env().alert_recipients == ("ops@example.com", "oncall@example.com")
+
+
+# -- the SMTP connection: absent / configured / unusable ----------------------------------------
+
+class Conn:
+    def __init__(self, host="127.0.0.1"):
+        self.host = host
+
+
+def _absent(conn_id):
+    return None
+
+
+def test_connection_absent_only_when_defined_nowhere():
+    assert smtp_connection_state(None, _absent) == "absent"
+    assert smtp_connection_state("", _absent) == "absent"
+    assert smtp_connection_state("  ", _absent) == "absent"
+    assert smtp_connection_state(None, lambda c: Conn()) == "configured"  # metadata DB / secrets backend
+    assert smtp_connection_state("smtp://user:pa%23ss@127.0.0.1:2525?disable_ssl=true&from_email=a@b.c",
+                                 lambda c: Conn()) == "configured"
+    # a ':' in the password is fine (the login ends at the first ':')
+    assert smtp_connection_state("smtp://user:pa:ss@127.0.0.1:2525", lambda c: Conn()) == "configured"
+    assert smtp_connection_state('{"conn_type": "smtp", "host": "mail", "port": 25}',
+                                 lambda c: Conn("mail")) == "configured"
+
+
+@pytest.mark.parametrize("uri, what", [
+    ("smtp://user:pa#ss@127.0.0.1:2525", "unencoded '#'"),
+    ("smtp://user:pa/ss@127.0.0.1:2525", "malformed"),
+    ("smtp://user:pa?ss@127.0.0.1:2525", "malformed"),
+    ("smtp://user:?ss@127.0.0.1:2525", "'@' follows the host part"),
+    ("smtp://user:/ss@127.0.0.1:2525", "'@' follows the host part"),
+    ("user:hunter2@127.0.0.1:2525", "no scheme"),
+    ("smtp://:2525", "no host"),
+    ('{"conn_type": "smtp", "host": ', "not valid JSON"),
+])
+def test_configured_but_unparsable_connection_is_a_clear_error(uri, what):
+    """Whatever Airflow would make of it (it reports such a URI as undefined): a clear error naming
+    the variable and the fix, never the password, and never "absent"."""
+    with pytest.raises(SmtpConfigError) as err:
+        smtp_connection_state(uri, _absent)
+    text = str(err.value)
+    assert "AIRFLOW_CONN_SMTP_DEFAULT" in text and what in text
+    secret = uri.split("user:", 1)[1].rsplit("@", 1)[0] if "user:" in uri else None
+    assert uri not in text and "ss@" not in text and (secret is None or secret not in text)
+    # no chained exception (urlsplit's message quotes the bad "port", i.e. part of the password)
+    assert err.value.__cause__ is None and (err.value.__context__ is None or err.value.__suppress_context__)
+    if uri.startswith("smtp://user"):
+        assert "%23" in text
+
+
+def test_env_set_but_airflow_reports_undefined_is_an_error():
+    with pytest.raises(SmtpConfigError, match="AIRFLOW_CONN_SMTP_DEFAULT is set but Airflow cannot read"):
+        smtp_connection_state("smtp://127.0.0.1:2525", _absent)
+
+
+def test_connection_lookup_error_is_not_absent():
+    def broken(conn_id):
+        raise ConnectionError("secrets backend timed out for smtp://user:hunter2@mail:25")
+
+    with pytest.raises(SmtpLookupError, match="'smtp_default' could not be read: ConnectionError") as err:
+        smtp_connection_state(None, broken)
+    assert "hunter2" not in str(err.value)
+    with pytest.raises(SmtpConfigError, match="has no host"):
+        smtp_connection_state(None, lambda c: Conn(host=""))
+
+
+# -- ledger states: only `sent` stops a resend --------------------------------------------------
+
+def test_outbox_then_connection_sends_exactly_once(smtp_server, report_dir, tmp_path):
+    handler, host, port = smtp_server
+    ledger, outbox = tmp_path / "ledger.json", tmp_path / "outbox"
+    first = deliver(report_dir, DAY, ["a@example.com"], None, outbox, ledger)
+    assert first["status"] == first["state"] == "outbox"
+    entry = read_ledger(ledger)[DAY]
+    assert entry["state"] == "outbox" and "sent_at" not in entry
+
+    # a later run with a connection: the day is sent, not skipped
+    second = deliver(report_dir, DAY, ["a@example.com"], smtp_sender(host, port), outbox, ledger)
+    assert second["status"] == "sent" and second["previous_state"] == "outbox"
+    assert len(handler.messages) == 1
+    entry = read_ledger(ledger)[DAY]
+    assert entry["state"] == "sent" and entry["sent_at"] and entry["previous"][0]["state"] == "outbox"
+
+    # sent: reruns (with or without a connection) skip; force resends
+    assert deliver(report_dir, DAY, ["a@example.com"], smtp_sender(host, port), outbox, ledger)["status"] == "skipped"
+    assert deliver(report_dir, DAY, ["a@example.com"], None, outbox, ledger)["status"] == "skipped"
+    assert len(handler.messages) == 1
+    forced = deliver(report_dir, DAY, ["a@example.com"], smtp_sender(host, port), outbox, ledger, force=True)
+    assert forced["status"] == "sent" and forced["forced"] is True
+    assert len(handler.messages) == 2
+
+
+def test_outbox_entry_rewritten_when_its_file_is_gone(report_dir, tmp_path):
+    ledger, outbox = tmp_path / "ledger.json", tmp_path / "outbox"
+    path = Path(deliver(report_dir, DAY, ["a@example.com"], None, outbox, ledger)["path"])
+    skipped = deliver(report_dir, DAY, ["a@example.com"], None, outbox, ledger)
+    assert skipped["status"] == "skipped" and "not mailed" in skipped["reason"]
+    path.unlink()
+    assert deliver(report_dir, DAY, ["a@example.com"], None, outbox, ledger)["status"] == "outbox"
+    assert path.is_file()
+
+
+def test_old_ledger_entries_keep_their_meaning(smtp_server, report_dir, tmp_path):
+    """Entries written before states existed: via smtp counts as sent, via outbox as outbox."""
+    handler, host, port = smtp_server
+    assert entry_state({"via": "smtp", "sent_at": "x"}) == "sent"
+    assert entry_state({"via": "outbox", "sent_at": "x"}) == "outbox"
+    assert entry_state(None) is None
+    ledger = tmp_path / "ledger.json"
+    old = {"sent_at": "2026-11-06T00:10:00+00:00", "recipients": ["a@example.com"], "subject": "s",
+           "message_id": "<m>"}
+    ledger.write_text(json.dumps({DAY: old | {"via": "smtp"}, "2026-11-04": old | {"via": "outbox"}}))
+    send = smtp_sender(host, port)
+    assert deliver(report_dir, DAY, ["a@example.com"], send, tmp_path / "outbox", ledger)["status"] == "skipped"
+    day4 = report_dir.parent / "2026-11-04"
+    day4.mkdir()
+    (day4 / "venue-risk-2026-11-04.pdf").write_bytes(PDF)
+    assert deliver(day4, "2026-11-04", ["a@example.com"], send, tmp_path / "outbox", ledger)["status"] == "sent"
+    assert len(handler.messages) == 1

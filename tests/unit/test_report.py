@@ -363,14 +363,22 @@ def test_accounts_are_pseudonymized():
 
 
 def test_default_key_from_env(monkeypatch):
-    from venue_risk.report.context import DEFAULT_PSEUDONYM_KEY, default_pseudonym_key
+    """No key in the code: unset -> accounts as recorded and the report says so; the env key is used."""
+    import venue_risk.report.context as context_module
+    from venue_risk.report.context import default_pseudonym_key
 
+    assert not hasattr(context_module, "DEFAULT_PSEUDONYM_KEY")
     monkeypatch.delenv("VENUE_RISK_PSEUDONYM_KEY", raising=False)
-    assert default_pseudonym_key() == DEFAULT_PSEUDONYM_KEY
+    assert default_pseudonym_key() is None
     ctx = make_context(key=None)
-    assert pseudonymize(1005, DEFAULT_PSEUDONYM_KEY) in {r["account"] for r in ctx["top_liquidations"]}
+    assert "1005" in {r["account"] for r in ctx["top_liquidations"]} and ctx["pseudonymized"] is False
+    assert "no pseudonym key is configured" in ctx["pseudonym_note"]
+    assert "venue_risk_pseudonym_key" in ctx["pseudonym_note"]
     monkeypatch.setenv("VENUE_RISK_PSEUDONYM_KEY", "secret")
     assert default_pseudonym_key() == b"secret"
+    ctx = make_context(key=None)
+    assert pseudonymize(1005, b"secret") in {r["account"] for r in ctx["top_liquidations"]}
+    assert ctx["pseudonym_note"] is None
     monkeypatch.setenv("VENUE_RISK_PSEUDONYM_KEY", "")
     assert default_pseudonym_key() is None
 

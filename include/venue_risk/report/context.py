@@ -20,7 +20,12 @@ import polars as pl
 STATUS_RANK = {"green": 0, "amber": 1, "red": 2}
 TOP_N = 12                  # rows per table in the report; long lists belong in CSV / the warehouse
 TREND_POINTS = 400          # points per pool in the insurance-fund balance chart
-DEFAULT_PSEUDONYM_KEY = b"venue-risk/default-pseudonym-key/v1"
+PSEUDONYM_KEY_ENV = "VENUE_RISK_PSEUDONYM_KEY"          # the key for the CLI
+PSEUDONYM_KEY_VARIABLE = "venue_risk_pseudonym_key"      # the key under Airflow (a Variable)
+NO_PSEUDONYM_KEY_NOTE = (
+    "Accounts are shown as recorded: no pseudonym key is configured (set the Airflow variable "
+    f"{PSEUDONYM_KEY_VARIABLE} or {PSEUDONYM_KEY_ENV})")
+PSEUDONYMS_OFF_NOTE = "Accounts are shown as recorded: pseudonyms are switched off (empty pseudonym key)"
 SENSITIVITY_EXTRA_BPS = (1, 2, 5, 10)
 SENSITIVITY_LEVERAGE = (5, 10, 20, 50, 100)
 
@@ -28,12 +33,26 @@ SENSITIVITY_LEVERAGE = (5, 10, 20, 50, 100)
 # -- pseudonyms ---------------------------------------------------------------------------------
 
 def default_pseudonym_key() -> bytes | None:
-    """The configured pseudonym key: VENUE_RISK_PSEUDONYM_KEY; unset -> the project default key;
-    set but empty -> None (accounts shown as they are)."""
-    value = os.environ.get("VENUE_RISK_PSEUDONYM_KEY")
-    if value is None:
-        return DEFAULT_PSEUDONYM_KEY
+    """The pseudonym key from the environment (VENUE_RISK_PSEUDONYM_KEY); unset or empty -> None
+    (accounts shown as recorded). There is no built-in key: a key in the code is public, and a
+    keyed hash with a public key hides nothing. The key is a deployment secret."""
+    value = os.environ.get(PSEUDONYM_KEY_ENV)
     return value.encode() if value else None
+
+
+def resolve_pseudonym_key(key: bytes | str | None) -> tuple[bytes | None, str | None]:
+    """(HMAC key or None, note for the report when accounts are shown as recorded).
+
+    key: the deployment secret passed in (the DAG reads the Airflow variable
+    venue_risk_pseudonym_key); None -> VENUE_RISK_PSEUDONYM_KEY; b"" (or the variable set empty)
+    -> pseudonyms switched off. None and the variable unset -> no key, with a note saying so."""
+    if key is None:
+        env = os.environ.get(PSEUDONYM_KEY_ENV)
+        if env is None:
+            return None, NO_PSEUDONYM_KEY_NOTE
+        key = env
+    key = key.encode() if isinstance(key, str) else bytes(key)
+    return (key, None) if key else (None, PSEUDONYMS_OFF_NOTE)
 
 
 def pseudonymize(account: Any, key: bytes | None) -> str:
@@ -537,12 +556,12 @@ def build_context(date: str | dt.date, venue_name: str, frames: dict[str, pl.Dat
     frames: metric tables by name (slippage_by_path, slippage_by_depth_bin, liquidation_executions,
     forced_costs, forced_cost_by_path, insurance_fund_flows, margin_sensitivity; optionally the raw
     insurance_fund balance series); any may be missing or empty.
-    pseudonymize_key: HMAC key of the account pseudonyms; None -> the configured default
-    (`default_pseudonym_key()`: VENUE_RISK_PSEUDONYM_KEY or the project default); b"" -> accounts
-    shown unchanged.
+    pseudonymize_key: HMAC key of the account pseudonyms (a deployment secret); None -> the
+    environment's VENUE_RISK_PSEUDONYM_KEY, and without one accounts are shown as recorded with a
+    note saying so (`resolve_pseudonym_key`); b"" -> accounts shown unchanged.
     """
     day = date.isoformat() if isinstance(date, dt.date) else str(date)[:10]
-    key = default_pseudonym_key() if pseudonymize_key is None else (pseudonymize_key or None)
+    key, pseudonym_note = resolve_pseudonym_key(pseudonymize_key)
 
     sbp = _frame(frames, "slippage_by_path")
     sdb = _frame(frames, "slippage_by_depth_bin")
@@ -692,6 +711,7 @@ def build_context(date: str | dt.date, venue_name: str, frames: dict[str, pl.Dat
             "liquidation_notional_trend": trend_points,
         },
         "pseudonymized": key is not None,
+        "pseudonym_note": pseudonym_note,
         "top_n": TOP_N,
     }
     return context

@@ -1,6 +1,8 @@
 """Render the report: context -> charts (SVG) -> HTML (Jinja2, autoescape on for everything) ->
 PDF (WeasyPrint, A4, page footer with date, status and page numbers) + summary.json. Every file is
-written atomically (temp file + os.replace), so a reader never sees half a report."""
+written atomically (temp file + os.replace), so a reader never sees half a file; and the PDF, the
+file delivery mails, is written last, so a PDF is never left beside a summary.json it does not
+belong to (see `render_report`)."""
 
 from __future__ import annotations
 
@@ -67,30 +69,43 @@ def render_html(context: dict, charts: dict[str, str] | None = None) -> str:
     )
 
 
-def render_pdf(html: str, target: Path) -> None:
-    """WeasyPrint the HTML to `target` (A4; page size and footer come from the CSS @page rules)."""
+def render_pdf_bytes(html: str) -> bytes:
+    """WeasyPrint the HTML to PDF bytes (A4; page size and footer come from the CSS @page rules)."""
     from weasyprint import HTML
 
-    HTML(string=html, base_url=str(TEMPLATES)).write_pdf(str(target))
+    return HTML(string=html, base_url=str(TEMPLATES)).write_pdf()
+
+
+def render_pdf(html: str, target: Path) -> None:
+    """WeasyPrint the HTML to the file `target`."""
+    Path(target).write_bytes(render_pdf_bytes(html))
 
 
 def render_report(context: dict, out_dir: Path) -> dict[str, Path]:
     """Write venue-risk-<date>.html, venue-risk-<date>.pdf and summary.json into out_dir, each
-    atomically. Returns {"html", "pdf", "summary"} paths."""
+    atomically. Returns {"html", "pdf", "summary"} paths.
+
+    Order, so that a failure at any point (a render error, a full disk) never leaves a PDF that
+    delivery would mail with a summary.json from another build: everything is rendered in memory
+    first; then an existing PDF of the day is removed, the HTML and summary.json are written, and
+    the PDF is written last. The PDF exists only if every file of this build was written; a
+    failed write leaves no temp file (`write_atomic`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     day = context["date"]
     html = render_html(context)
+    pdf = render_pdf_bytes(html)
+    summary = ctxmod.summary_json(context)
+    text = json.dumps(summary, indent=2, sort_keys=True, allow_nan=False)
     paths = {
         "html": out_dir / f"venue-risk-{day}.html",
         "pdf": out_dir / f"venue-risk-{day}.pdf",
         "summary": out_dir / "summary.json",
     }
+    paths["pdf"].unlink(missing_ok=True)  # no stale PDF beside the new files, whatever fails next
     write_atomic(paths["html"], lambda tmp: tmp.write_text(html, encoding="utf-8"))
-    write_atomic(paths["pdf"], lambda tmp: render_pdf(html, tmp))
-    summary = ctxmod.summary_json(context)
-    text = json.dumps(summary, indent=2, sort_keys=True, allow_nan=False)
     write_atomic(paths["summary"], lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
+    write_atomic(paths["pdf"], lambda tmp: tmp.write_bytes(pdf))
     return paths
 
 
