@@ -51,22 +51,33 @@ def read_inputs(con: duckdb.DuckDBPyConnection, day: dt.date) -> dict[str, pl.Da
     return data
 
 
-QUARANTINED_FILLS_SCHEMA = {"account": pl.Int64, "symbol": pl.String, "quarantined_fills": pl.Int64}
+QUARANTINED_FILLS_SCHEMA = {"account": pl.Int64, "symbol": pl.String, "quarantined_fills": pl.Int64,
+                            "quarantined_positions": pl.Int64}
 
 
 def quarantined_fills(con: duckdb.DuckDBPyConnection, day: dt.date) -> pl.DataFrame:
-    """account, symbol, quarantined_fills: per account and symbol, the day's trades the gate
-    quarantined (taker and maker side, from the warehouse `quarantine` table's records). Their
-    positions cannot be rebuilt from the loaded fills."""
+    """account, symbol, quarantined_fills, quarantined_positions: per account and symbol, the
+    rows the gate took out that the position rebuild would need (from the warehouse
+    `quarantine` table's records): the day's trades (taker and maker side), and the
+    positions_eod rows of the day (its end-of-day positions) and of the day before (its
+    start-of-day positions). Their positions cannot be rebuilt and compared from what was
+    loaded, so they are left out of the rebuild check rather than reported as the venue's
+    mismatches."""
     empty = pl.DataFrame(schema=QUARANTINED_FILLS_SCHEMA)
     if not table_exists(con, "quarantine"):
         return empty
-    sides = " UNION ALL ".join(
+    fills = " UNION ALL ".join(
         f"SELECT TRY_CAST(json_extract_string(record, '$.{side}') AS BIGINT) AS account, "
-        f"json_extract_string(record, '$.symbol') AS symbol FROM quarantine "
+        f"json_extract_string(record, '$.symbol') AS symbol, 1 AS f, 0 AS p FROM quarantine "
         f"WHERE date = DATE '{day.isoformat()}' AND dataset = 'trades'"
         for side in ("taker_account", "maker_account"))
-    out = con.sql(f"SELECT account, symbol, count(*)::BIGINT AS quarantined_fills FROM ({sides}) "
+    positions = (
+        "SELECT TRY_CAST(json_extract_string(record, '$.account') AS BIGINT) AS account, "
+        "json_extract_string(record, '$.symbol') AS symbol, 0 AS f, 1 AS p FROM quarantine "
+        f"WHERE date IN (DATE '{day.isoformat()}', DATE '{(day - dt.timedelta(days=1)).isoformat()}') "
+        "AND dataset = 'positions_eod'")
+    out = con.sql(f"SELECT account, symbol, sum(f)::BIGINT AS quarantined_fills, "
+                  f"sum(p)::BIGINT AS quarantined_positions FROM ({fills} UNION ALL {positions}) "
                   "WHERE account IS NOT NULL AND symbol IS NOT NULL GROUP BY ALL ORDER BY ALL").pl()
     return out.cast(empty.schema) if out.height else empty
 
@@ -141,10 +152,11 @@ def account_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFr
     Positions are rebuilt from the previous day's positions_eod; on the first day the warehouse
     holds (no previous day) there is nothing to rebuild from, so the rebuild check and the
     reduce-only checks, which need the position before each fill, are left empty that day.
-    An account-symbol with a fill the gate quarantined cannot be rebuilt from the loaded fills:
-    it is left out of the rebuild check and the reduce-only checks and listed in
-    position_rebuild_excluded (account, symbol, quarantined_fills) instead (a quarantined fill on
-    an unlisted symbol leaves out every symbol of its accounts)."""
+    An account-symbol with a fill or a start- or end-of-day position the gate quarantined cannot
+    be rebuilt and compared from what was loaded: it is left out of the rebuild check and the
+    reduce-only checks and listed in position_rebuild_excluded (account, symbol,
+    quarantined_fills, quarantined_positions) instead (a quarantined row on an unlisted symbol
+    leaves out every symbol of its accounts)."""
     from venue_risk.metrics import (anomalies, api_scoping, cascade, cross_margin,
                                     liquidation_bands as bands_m, order_flow)
 

@@ -68,7 +68,8 @@ def validate(day: str | dt.date, extracted: list[dict], settings: Settings) -> d
     from venue_risk.quality import run_gate
 
     day = as_date(day)
-    result = run_gate(day, landed_paths(extracted), settings.paths.data)
+    result = run_gate(day, landed_paths(extracted), settings.paths.data,
+                      quarantine_limits=settings.quarantine_limits or None)
     return {"status": result["status"], "path": str(quality_dir(settings, day) / "validation.json"),
             "quarantined": sum(q["rows"] for q in result["quarantined"])}
 
@@ -131,9 +132,13 @@ def report_dir(settings: Settings, day: dt.date) -> Path:
 
 
 def build_report(day: str | dt.date, extracted: list[dict], settings: Settings,
-                 run_id: str = "manual") -> dict:
+                 run_id: str = "manual", pseudonym_key: bytes | None = None) -> dict:
     """Read today's metric tables and the trailing history (read-only), build the report context
-    and render PDF, HTML and summary.json into reports/<date>/."""
+    and render PDF, HTML and summary.json into reports/<date>/.
+
+    pseudonym_key: the secret key of the account pseudonyms (the DAG passes the Airflow variable
+    venue_risk_pseudonym_key); None -> VENUE_RISK_PSEUDONYM_KEY, else accounts as recorded (the
+    report says so); b"" -> pseudonyms off."""
     import json
 
     import polars as pl
@@ -179,7 +184,7 @@ def build_report(day: str | dt.date, extracted: list[dict], settings: Settings,
                                           cascade, api_scoping, summary]),
         run_meta=run_meta,
         data_quality=data_quality,
-        pseudonymize_key=None,
+        pseudonymize_key=pseudonym_key,
     )
     out = report_dir(settings, day)
     paths = render_report(context, out)
@@ -204,14 +209,20 @@ def data_quality_summary(validation: dict) -> dict:
 
 def deliver(day: str | dt.date, settings: Settings, send: Callable | None,
             recipients: list[str] | None = None, force: bool = False, dry_run: bool = False) -> dict:
-    """Email the day's report once (or write it to the outbox when `send` is None)."""
+    """Email the day's report once (or write it to the outbox when `send` is None). A day whose
+    report is incomplete (no summary.json or no PDF: the build failed) raises FileNotFoundError
+    and records nothing in the ledger."""
     import json
 
     from venue_risk.deliver import deliver as deliver_report
 
     day = as_date(day)
     rdir = report_dir(settings, day)
-    status = json.loads((rdir / "summary.json").read_text())["overall_status"]
+    summary_path = rdir / "summary.json"
+    if not summary_path.is_file():
+        raise FileNotFoundError(f"no report for {day.isoformat()}: {summary_path} is missing (the "
+                                f"build_report stage did not complete); build the report, then deliver")
+    status = json.loads(summary_path.read_text())["overall_status"]
     return deliver_report(
         rdir, day, list(recipients or settings.recipients), send,
         outbox=settings.paths.outbox, ledger=settings.paths.data / "delivery-ledger.json",
@@ -221,14 +232,32 @@ def deliver(day: str | dt.date, settings: Settings, send: Callable | None,
 
 def run_day(day: str | dt.date, settings: Settings | None = None, send: Callable | None = None,
             run_id: str = "cli") -> dict:
-    """Every stage for one day, in order, in this process (no Airflow)."""
+    """Every stage for one day, in order, in this process (no Airflow). A failing stage raises,
+    after an alert naming the stage and the error went to the operations list
+    (VENUE_RISK_ALERT_RECIPIENTS, through `send`; else the outbox), as the DAG's failure
+    callback does."""
+    from venue_risk.deliver import send_alert
+
     settings = settings or Settings.from_env()
-    prepare_source(day, settings)
-    extracted = [extract(day, name, settings) for name in DATASET_NAMES]
-    validate(day, extracted, settings)
-    load(day, extracted, settings)
-    tables = compute_metrics(day, settings)
-    store_metrics(day, tables, settings)
-    report = build_report(day, extracted, settings, run_id=run_id)
-    delivery = deliver(day, settings, send)
+    stage = "prepare_source"
+    try:
+        prepare_source(day, settings)
+        stage = "extract"
+        extracted = [extract(day, name, settings) for name in DATASET_NAMES]
+        stage = "validate"
+        validate(day, extracted, settings)
+        stage = "load"
+        load(day, extracted, settings)
+        stage = "compute_metrics"
+        tables = compute_metrics(day, settings)
+        stage = "store_metrics"
+        store_metrics(day, tables, settings)
+        stage = "build_report"
+        report = build_report(day, extracted, settings, run_id=run_id)
+        stage = "deliver"
+        delivery = deliver(day, settings, send)
+    except Exception as exc:
+        send_alert(day=as_date(day).isoformat(), task=stage, error=f"{type(exc).__name__}: {exc}",
+                   run_id=run_id, settings=settings, send=send)
+        raise
     return {"report": report, "delivery": delivery}

@@ -7,9 +7,11 @@
 | VENUE_RISK_SIM_SCALE / _SEED / _GENESIS | simulated venue scale, seed, first day | demo / 7 / 2026-11-01 |
 | VENUE_RISK_VENUE_NAME | name on the report | Simulated Perp Venue |
 | VENUE_RISK_RECIPIENTS | comma-separated risk committee addresses | risk-committee@example.com |
+| VENUE_RISK_ALERT_RECIPIENTS | comma-separated operations addresses for failure alerts (never the committee); empty: alerts are written to the outbox only | (none) |
 | VENUE_RISK_MAIL_FROM | sender address | venue-risk@example.com |
 | VENUE_RISK_BASELINE_DAYS | trailing baseline window, days | 30 |
-| VENUE_RISK_PSEUDONYM_KEY | key of the account pseudonyms (empty: no pseudonyms) | project default |
+| VENUE_RISK_PSEUDONYM_KEY | secret HMAC key of the account pseudonyms, for the CLI (under Airflow: the variable `venue_risk_pseudonym_key`); set but empty: pseudonyms off | none: accounts shown as recorded, and the report says so |
+| VENUE_RISK_QUARANTINE_LIMITS | per-dataset quarantine limits, `dataset=share,...` (e.g. `trades=0.01`); above a dataset's limit the day is critical | `quality.limits.DEFAULT_QUARANTINE_LIMITS` |
 """
 
 from __future__ import annotations
@@ -18,6 +20,14 @@ import os
 from dataclasses import dataclass, field
 
 from venue_risk.config import Paths
+
+
+def _quarantine_limits(text: str) -> dict:
+    """`dataset=share,...` -> {dataset: share}, on top of the defaults of quality.limits;
+    an unknown dataset or a share outside [0, 1] is a clear error."""
+    from venue_risk.quality.limits import parse_quarantine_limits
+
+    return parse_quarantine_limits(text)
 
 
 @dataclass(frozen=True)
@@ -31,8 +41,10 @@ class Settings:
     venue_name: str = "Simulated Perp Venue"
     recipients: tuple[str, ...] = ("risk-committee@example.com",)
     mail_from: str = "venue-risk@example.com"
+    alert_recipients: tuple[str, ...] = ()  # operations addresses of failure alerts
     baseline_days: int = 30
     engine_latency_s: float = 1.0  # the liquidation engine's round time in the cascade model
+    quarantine_limits: dict = field(default_factory=dict)  # dataset -> largest share quarantined
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -50,8 +62,11 @@ class Settings:
             venue_name=env("VENUE_RISK_VENUE_NAME", "Simulated Perp Venue"),
             recipients=recipients,
             mail_from=env("VENUE_RISK_MAIL_FROM", "venue-risk@example.com"),
+            alert_recipients=tuple(a.strip() for a in env("VENUE_RISK_ALERT_RECIPIENTS", "").split(",")
+                                   if a.strip()),
             baseline_days=int(env("VENUE_RISK_BASELINE_DAYS", "30")),
             engine_latency_s=float(env("VENUE_RISK_ENGINE_LATENCY_S", "1.0")),
+            quarantine_limits=_quarantine_limits(env("VENUE_RISK_QUARANTINE_LIMITS", "")),
         )
 
     def source(self):

@@ -80,6 +80,15 @@ def load_day(path: Path, day: dt.date, landed: dict[str, str],
     return counts
 
 
+def _add_new_columns(con: duckdb.DuckDBPyConnection, table: str, src: str) -> None:
+    """Columns a newer version of a metric table carries are added to the stored table (null
+    on the days stored before), so a warehouse outlives a code upgrade."""
+    have = {r[0] for r in con.sql(f"DESCRIBE {table}").fetchall()}
+    for name, dtype, *_ in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall():
+        if name not in have:
+            con.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {dtype}')
+
+
 def store_tables(path: Path, day: dt.date, tables: dict[str, str]) -> dict[str, int]:
     """Replace day `day` of each metric table ({table: Parquet path with a leading `date`
     column}) in one transaction; tables are created from the first file's schema."""
@@ -90,6 +99,7 @@ def store_tables(path: Path, day: dt.date, tables: dict[str, str]) -> dict[str, 
             for table, file in sorted(tables.items()):
                 src = f"read_parquet({_quote_path(file)})"
                 con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {src} LIMIT 0")
+                _add_new_columns(con, table, src)
                 con.execute(f"DELETE FROM {table} WHERE date = DATE '{day.isoformat()}'")
                 con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {src}")
                 counts[table] = con.sql(

@@ -31,7 +31,8 @@ from pathlib import Path
 import polars as pl
 
 from venue_risk.atomic import write_json_atomic, write_parquet_atomic
-from venue_risk.quality.basic import DataQualityError, schema_check
+from venue_risk.quality.basic import DataQualityError, schema_check, timestamp_unit_check
+from venue_risk.quality.limits import DEFAULT_QUARANTINE_LIMITS, limit_checks
 from venue_risk.schema import DATASETS
 
 QUARANTINE_SCHEMA = {"date": pl.Date, "dataset": pl.String, "reason": pl.String,
@@ -73,12 +74,43 @@ def record_json(rows: pl.DataFrame) -> list[str]:
 #: Quarantine reasons of the rows that depend on quarantined rows.
 FILLS_QUARANTINED = "fills quarantined in trades"
 LIQUIDATION_QUARANTINED = "liquidation quarantined"
+SYMBOL_QUARANTINED = "the symbol's instrument or risk tiers quarantined"
 
 
 def _rows_where(frame: pl.DataFrame, column: str, values: pl.Series) -> list[int]:
     if not values.len():
         return []
     return frame.with_row_index("_row").filter(pl.col(column).is_in(values.implode()))["_row"].to_list()
+
+
+def quarantine_symbol_dependents(frames: dict[str, pl.DataFrame],
+                                 bad_rows: dict[str, dict[int, str]]) -> list[dict]:
+    """Quarantine every row of a symbol whose instrument row or any of whose risk tiers is
+    quarantined, in every dataset with a symbol column, in place in `bad_rows` (reason
+    SYMBOL_QUARANTINED): without its instrument or its full tier table no figure of the symbol
+    can be computed, and its positions, fills and prices left behind would read as the venue's
+    errors. Returns one gate check per dataset that lost rows this way."""
+    removed: set[str] = set()
+    for dataset in ("instruments", "risk_tiers"):
+        frame, rows = frames.get(dataset), bad_rows.get(dataset) or {}
+        if frame is not None and rows:
+            removed |= set(frame[sorted(rows)]["symbol"].drop_nulls().to_list())
+    if not removed:
+        return []
+    checks = []
+    values = pl.Series(sorted(removed), dtype=pl.String)
+    for dataset, frame in frames.items():
+        if "symbol" not in frame.columns:
+            continue
+        bad = bad_rows.setdefault(dataset, {})
+        new = [r for r in _rows_where(frame, "symbol", values) if r not in bad]
+        bad.update({r: SYMBOL_QUARANTINED for r in new})
+        if new:
+            checks.append({"dataset": dataset, "check": SYMBOL_QUARANTINED, "severity": "warning",
+                           "expectation": "dependent rows (venue_risk.quality.gate)",
+                           "failed_count": len(new), "quarantine": True,
+                           "example": f"symbol(s) {sorted(removed)} removed by the gate"})
+    return checks
 
 
 def quarantine_dependents(frames: dict[str, pl.DataFrame], bad_rows: dict[str, dict[int, str]]) -> list[dict]:
@@ -109,9 +141,32 @@ def quarantine_dependents(frames: dict[str, pl.DataFrame], bad_rows: dict[str, d
             check("trades", trades, LIQUIDATION_QUARANTINED, new_t)]
 
 
-def run_gate(day: dt.date, landed: dict[str, str], data_root: Path) -> dict:
+def _with_reasons(checks: list[dict], bad_rows: dict[str, dict[int, str]],
+                  frames: dict[str, pl.DataFrame]) -> list[dict]:
+    """Add to each failed limit check why the rows were quarantined (reason: count), and for
+    rows that left with their symbol, which instrument or tier row took the symbol and why."""
+    causes = []
+    for dataset in ("instruments", "risk_tiers"):
+        for row, reason in sorted((bad_rows.get(dataset) or {}).items()):
+            if reason != SYMBOL_QUARANTINED:
+                causes.append(f"{dataset} row {row} (symbol {frames[dataset]['symbol'][row]!r}): '{reason}'")
+    for c in checks:
+        if c["failed_count"]:
+            counts: dict[str, int] = {}
+            for reason in bad_rows[c["dataset"]].values():
+                counts[reason] = counts.get(reason, 0) + 1
+            top = sorted(counts.items(), key=lambda kv: -kv[1])[:5]
+            c["example"] += "; reasons: " + ", ".join(f"'{r}' ({n})" for r, n in top)
+            if SYMBOL_QUARANTINED in counts and causes:
+                c["example"] += " - " + "; ".join(causes[:3])
+    return checks
+
+
+def run_gate(day: dt.date, landed: dict[str, str], data_root: Path,
+             quarantine_limits: dict[str, float] | None = None) -> dict:
     """Validate the landed day and write the outputs above. Returns validation.json's content;
-    raises DataQualityError on a critical failure."""
+    raises DataQualityError on a critical failure, including a quarantine above a dataset's
+    limit (`quarantine_limits`, share of landed rows; default quality.limits)."""
     from venue_risk.quality.suites import import_gx, run_suites, volume_bands
 
     started = time.perf_counter()
@@ -132,11 +187,19 @@ def run_gate(day: dt.date, landed: dict[str, str], data_root: Path) -> dict:
         row_counts[dataset] = frame.height
         check = schema_check(dataset, frame)
         checks.append(check | {"expectation": "canonical Polars schema"})
-        if not check["failed_count"]:
+        if check["failed_count"]:
+            continue
+        units = timestamp_unit_check(dataset, frame, day)
+        checks += units
+        if not any(c["failed_count"] for c in units):
             frames[dataset] = frame
     gx_checks, bad_rows, gx_results = run_suites(
         day, frames, volume_bands(data_root / "quality", day))
+    gx_checks += quarantine_symbol_dependents(frames, bad_rows)
     gx_checks += quarantine_dependents(frames, bad_rows)
+    limits = quarantine_limits if quarantine_limits is not None else DEFAULT_QUARANTINE_LIMITS
+    gx_checks += _with_reasons(limit_checks(row_counts, {d: len(r) for d, r in bad_rows.items()},
+                                            limits), bad_rows, frames)
     checks += gx_checks
     failed_critical = any(c["failed_count"] and c["severity"] == "critical" for c in checks)
     failed_warning = any(c["failed_count"] and c["severity"] == "warning" for c in checks)

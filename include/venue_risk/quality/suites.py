@@ -54,6 +54,30 @@ ORDER_EVENTS = ("new", "partial_fill", "fill", "cancel", "reject", "expire", "am
 ORDER_TYPES = ("limit", "market", "stop_market", "liquidation")
 TIFS = ("GTC", "IOC", "FOK", "GTX")
 API_KEY_STATUSES = ("active", "revoked", "expired", "disabled")
+FUNDING_INTEREST_CLAMP = 0.0005  # rate = premium + clamp(interest - premium, -0.05 %, +0.05 %)
+FUNDING_IDENTITY_TOL = 1e-6  # absolute, in rate units (0.01 bps): a rate in percent is 100x off
+FILLS_QTY_RTOL = 1e-6  # fills of a liquidation sum to its filled_qty within this share of qty
+MARK_TRIGGER_TOL = 0.001  # the trigger mark is at or beyond the liquidation price, within 10 bps
+
+#: Columns that may be null (every other column of every dataset must not be: the metric stage
+#: reads them all). NaN in a nullable float column is still an error (`not NaN`).
+NULLABLE: dict[str, frozenset[str]] = {
+    "trades": frozenset({"liquidation_id"}),
+    "order_events": frozenset({"api_key_id", "price", "reject_reason"}),
+    "market_metrics": frozenset({"long_short_account_ratio", "taker_buy_sell_ratio"}),
+    "api_keys": frozenset({"scopes", "ip_allowlist", "last_used_at", "expires_at",
+                           "cancel_on_disconnect"}),
+    "api_requests": frozenset({"key_id", "account", "source_ip", "scope_used"}),
+}
+
+#: Columns with a fixed set of values (checked not null, then in the set).
+ENUMS: dict[str, dict[str, tuple[str, ...]]] = {
+    "trades": {"taker_side": SIDES},
+    "order_events": {"event": ORDER_EVENTS, "side": SIDES, "order_type": ORDER_TYPES, "tif": TIFS},
+    "liquidations": {"side": SIDES, "path": LIQUIDATION_PATHS, "margin_mode": MARGIN_MODES},
+    "positions_eod": {"margin_mode": MARGIN_MODES},
+    "api_keys": {"status": API_KEY_STATUSES},
+}
 
 
 @dataclass(frozen=True)
@@ -126,6 +150,7 @@ def suite_rules(dataset: str, day: dt.date, symbols: list[str],
         rules.append(_q("symbol is a listed instrument", "ExpectColumnValuesToBeInSet",
                         column="symbol", value_set=sorted(symbols)))
     rules += _SPECIFIC[dataset](day)
+    rules += _generic_rules(dataset)
     if volume_band is not None and dataset in VOLUME_DATASETS:
         lo, hi = volume_band
         rules.append(Rule(f"row count within {VOLUME_BAND[0]:g}x-{VOLUME_BAND[1]:g}x of the "
@@ -143,28 +168,73 @@ def suite_rules(dataset: str, day: dt.date, symbols: list[str],
     return unique
 
 
+def _generic_rules(dataset: str) -> list[Rule]:
+    """The rules every column gets from the schema alone, so no metric meets a null, a NaN, an
+    infinity or an unknown enum value after the load: every column outside NULLABLE not null;
+    every enumerated column (ENUMS) in its set; every float column finite (|x| <= 1e12 or its
+    dataset's wider bound, NaN included as null in GX); every nullable float column not NaN
+    (a helper column, since pandas reads NaN as null)."""
+    spec = DATASETS[dataset]
+    nullable = NULLABLE.get(dataset, frozenset())
+    rules: list[Rule] = []
+    for col, dtype in spec.schema.items():
+        if col not in nullable and col not in spec.keys:  # (keys: critical not-null rules)
+            rules.append(_q(f"{col} not null or NaN" if dtype == pl.Float64 else f"{col} not null",
+                            "ExpectColumnValuesToNotBeNull", column=col))
+        if col in ENUMS.get(dataset, {}):
+            rules.append(_in_set(col, ENUMS[dataset][col]))
+        if dtype == pl.Float64:
+            rules.append(_q(f"{col} finite", "ExpectColumnValuesToBeBetween", column=col,
+                            min_value=-1e15, max_value=1e15))
+            if col in nullable:
+                rules.append(_q(f"{col} not NaN", "ExpectColumnValuesToBeInSet",
+                                column=f"_dq_nan_{col}", value_set=[False]))
+    return rules
+
+
 def _instruments(day):
-    return [*_positive("tick_size", "critical"), *_positive("lot_size", "critical"),
-            *_finite("max_leverage", 1, 1000, severity="critical"),
-            *_finite("taker_fee_rate", -0.01, 0.05, severity="critical"),
-            *_finite("maker_fee_rate", -0.01, 0.05, severity="critical"),
-            *_finite("liquidation_fee_rate", 0, 0.1, severity="critical"),
-            *_positive("funding_cap", "critical"),
-            _c("funding_cap <= 10%", "ExpectColumnValuesToBeBetween", column="funding_cap",
-               min_value=0, max_value=0.1)]
+    """Instrument rows are quarantined like any other row; the gate then takes every row of the
+    symbol with them (quality.gate.quarantine_symbol_dependents), and the quarantine limits
+    decide whether the day can go on without the symbol."""
+    return [*_positive("tick_size"), *_positive("lot_size"),
+            *_finite("max_leverage", 1, 1000),
+            *_finite("taker_fee_rate", -0.01, 0.05),
+            *_finite("maker_fee_rate", -0.01, 0.05),
+            *_finite("liquidation_fee_rate", 0, 0.1),
+            _q("funding_interval_hours in 1..24", "ExpectColumnValuesToBeBetween",
+               column="funding_interval_hours", min_value=1, max_value=24),
+            *_positive("funding_cap"),
+            _q("funding_cap <= 10%", "ExpectColumnValuesToBeBetween", column="funding_cap",
+               min_value=0, max_value=0.1),
+            _q("index_outlier_pct in (0, 1)", "ExpectColumnValuesToBeBetween",
+               column="index_outlier_pct", min_value=0, max_value=1, strict_min=True, strict_max=True),
+            *_positive("index_stale_s"),
+            _q("index_min_sources >= 1", "ExpectColumnValuesToBeBetween",
+               column="index_min_sources", min_value=1),
+            _q("index_sources lists at least index_min_sources distinct sources",
+               "ExpectColumnValuesToBeInSet", column="_dq_index_sources_ok", value_set=[True]),
+            _q("the symbol has risk tiers", "ExpectColumnValuesToBeInSet",
+               column="_dq_has_tiers", value_set=[True])]
 
 
 def _risk_tiers(day):
-    return [*_finite("notional_floor", 0, 1e15, severity="critical"),
-            *_positive("notional_cap", "critical")[:1],
-            *_finite("max_leverage", 1, 1000, severity="critical"),
-            *_finite("maintenance_margin_rate", 0, 1, severity="critical"),
-            *_finite("maintenance_amount", -1e15, 1e15, severity="critical")]
+    return [*_finite("notional_floor", 0, 1e15),
+            *_positive("notional_cap")[:1],
+            *_finite("max_leverage", 1, 1000),
+            *_finite("maintenance_margin_rate", 0, 1),
+            *_finite("maintenance_amount", -1e15, 1e15),
+            _q("tiers of the symbol are contiguous from 0 (floor = previous cap, cap > floor)",
+               "ExpectColumnValuesToBeInSet", column="_dq_tier_contiguous", value_set=[True])]
 
 
 def _trades(day):
-    return [*_positive("price"), *_positive("qty"), _in_set("taker_side", SIDES),
+    return [*_positive("price"), *_positive("qty"),
             *_finite("taker_fee"), *_finite("maker_fee"),
+            _q("fees have the sign of the instrument's fee rates (no negative fee where the "
+               "rate is not negative)", "ExpectColumnValuesToBeInSet", column="_dq_fee_sign_ok",
+               value_set=[True]),
+            _q("a liquidation fill trades the liquidation's symbol", "ExpectColumnValuesToBeInSet",
+               column="_dq_fill_symbol_matches", value_set=[True]),
             _q("liquidation fills point to a known liquidation", "ExpectColumnValuesToBeInSet",
                column="_dq_liquidation_known", value_set=[True]),
             _q("taker_order_id is an order in order_events", "ExpectColumnValuesToBeInSet",
@@ -174,9 +244,7 @@ def _trades(day):
 
 
 def _order_events(day):
-    return [_in_set("event", ORDER_EVENTS), _in_set("side", SIDES),
-            _in_set("order_type", ORDER_TYPES), _in_set("tif", TIFS),
-            *_positive("qty"),
+    return [*_positive("qty"),
             _q("price > 0 and finite (null for market orders)", "ExpectColumnValuesToBeBetween",
                column="price", min_value=0, max_value=BIG, strict_min=True),
             *_finite("cum_filled_qty", 0, BIG)]
@@ -206,7 +274,12 @@ def _funding(day):
     return [*_finite("funding_rate", -1, 1),
             _q("|funding_rate| within the instrument's funding_cap", "ExpectColumnValuesToBeBetween",
                column="_dq_funding_cap_ratio", min_value=0, max_value=1 + 1e-9),
-            *_finite("premium_index", -1, 1), *_positive("mark_price"), *_positive("index_price")]
+            *_finite("premium_index", -1, 1), *_finite("interest_rate", -1, 1),
+            _q("funding_rate = clamp(premium_index + clamp(interest_rate - premium_index, "
+               f"-{FUNDING_INTEREST_CLAMP:.2%}, +{FUNDING_INTEREST_CLAMP:.2%}), -cap, +cap) "
+               f"(within {FUNDING_IDENTITY_TOL:g})", "ExpectColumnValuesToBeInSet",
+               column="_dq_funding_identity", value_set=[True]),
+            *_positive("mark_price"), *_positive("index_price")]
 
 
 def _market_metrics(day):
@@ -221,17 +294,30 @@ def _book_depth(day):
 
 
 def _liquidations(day):
-    return [_in_set("side", SIDES), _in_set("path", LIQUIDATION_PATHS),
-            _in_set("margin_mode", MARGIN_MODES), *_positive("qty"),
+    return [*_positive("qty"),
             *_finite("filled_qty", 0, BIG), *_positive("mark_price"),
-            *_finite("leverage", 1, 1000), *_finite("fee", -BIG, BIG),
+            *_positive("liquidation_price"), *_positive("bankruptcy_price"),
+            *_finite("leverage", 1, 1000), *_finite("maintenance_margin_rate", 0, 1),
+            *_finite("fee", 0, BIG), *_finite("insurance_fund_delta", -BIG, BIG),
             _q("filled liquidation has its fills in trades", "ExpectColumnValuesToBeInSet",
-               column="_dq_fills_found", value_set=[True])]
+               column="_dq_fills_found", value_set=[True]),
+            _q("filled_qty equals the sum of its fills' qty", "ExpectColumnValuesToBeInSet",
+               column="_dq_fills_qty_match", value_set=[True]),
+            _q("filled_qty <= qty", "ExpectColumnValuesToBeInSet",
+               column="_dq_filled_within_qty", value_set=[True]),
+            _q("bankruptcy price beyond the liquidation price on the position's side "
+               "(sell: bankruptcy < liquidation; buy: bankruptcy > liquidation)",
+               "ExpectColumnValuesToBeInSet", column="_dq_bankruptcy_beyond", value_set=[True]),
+            _q(f"trigger mark at or beyond the liquidation price (within {MARK_TRIGGER_TOL:.1%}; "
+               "not for adl)", "ExpectColumnValuesToBeInSet", column="_dq_mark_triggered",
+               value_set=[True])]
 
 
 def _positions_eod(day):
-    return [*_finite("size"), *_finite("entry_price", 0, BIG), _in_set("margin_mode", MARGIN_MODES),
-            *_finite("leverage", 1, 1000), *_finite("isolated_margin", 0, 1e15)]
+    return [*_finite("size"), *_finite("entry_price", 0, BIG),
+            *_finite("leverage", 1, 1000), *_finite("isolated_margin", 0, 1e15),
+            _q("a cross position's account has a wallet balance in accounts_eod",
+               "ExpectColumnValuesToBeInSet", column="_dq_cross_wallet_known", value_set=[True])]
 
 
 def _accounts_eod(day):
@@ -242,8 +328,12 @@ def _leverage_changes(day):
     return [*_finite("old_leverage", 1, 1000), *_finite("new_leverage", 1, 1000)]
 
 
+API_SCOPES = ("read", "trade", "withdraw", "transfer")
+
+
 def _api_keys(day):
-    return [_q("account not null", "ExpectColumnValuesToNotBeNull", column="account")]
+    return [_q(f"scopes within {list(API_SCOPES)}", "ExpectColumnValuesToBeInSet",
+               column="_dq_scopes_known", value_set=[True])]
 
 
 def _api_requests(day):
@@ -267,41 +357,112 @@ _SPECIFIC = {
 
 # -- helper columns for cross-dataset expectations ----------------------------------------------
 
+def _frame(frames: dict[str, pl.DataFrame], dataset: str) -> pl.DataFrame:
+    return frames.get(dataset, pl.DataFrame(schema=DATASETS[dataset].schema))
+
+
+def _side_sign() -> pl.Expr:
+    return pl.when(pl.col("side") == "sell").then(1.0).when(pl.col("side") == "buy").then(-1.0)
+
+
 def with_helper_columns(dataset: str, frame: pl.DataFrame, frames: dict[str, pl.DataFrame],
                         day: dt.date) -> pl.DataFrame:
-    """Add the `_dq_` columns the cross-dataset expectations of `dataset` read."""
+    """Add the `_dq_` columns the cross-dataset and cross-column expectations of `dataset` read
+    (each True where the row is fine; null inputs count as fine here, the not-null rules catch
+    them)."""
     spec = DATASETS[dataset]
+    frame = frame.with_columns([pl.col(c).is_nan().fill_null(False).alias(f"_dq_nan_{c}")
+                                for c in NULLABLE.get(dataset, ()) if spec.schema[c] == pl.Float64])
     if spec.day_column and spec.schema[spec.day_column] == pl.Date:
         # a Date value set does not survive GX's suite serialization: compare ISO strings
         frame = frame.with_columns(pl.col(spec.day_column).dt.to_string("%Y-%m-%d").alias("_dq_day_iso"))
+    if dataset == "instruments":
+        tiered = _frame(frames, "risk_tiers")["symbol"].drop_nulls().unique()
+        return frame.with_columns(
+            (pl.col("index_sources").list.drop_nulls().list.unique().list.len()
+             >= pl.col("index_min_sources")).fill_null(True).alias("_dq_index_sources_ok"),
+            pl.col("symbol").is_in(tiered.implode()).fill_null(True).alias("_dq_has_tiers"))
+    if dataset == "risk_tiers":
+        ordered = frame.with_row_index("_i").sort("symbol", "tier", nulls_last=True)
+        prev_cap = pl.col("notional_cap").shift(1).over("symbol")
+        ok = (pl.when(prev_cap.is_null()).then(pl.col("notional_floor") == 0)
+              .otherwise((pl.col("notional_floor") - prev_cap).abs() <= 1e-9 * prev_cap.abs().clip(1.0))
+              & (pl.col("notional_cap") > pl.col("notional_floor"))).fill_null(True)
+        # one bad tier makes the whole symbol's tier table unusable
+        ordered = ordered.with_columns(ok.all().over("symbol").alias("_dq_tier_contiguous"))
+        return frame.with_columns(ordered.sort("_i")["_dq_tier_contiguous"])
     if dataset == "trades":
-        liq_ids = frames.get("liquidations", pl.DataFrame({"liquidation_id": []}))["liquidation_id"]
-        order_ids = frames.get("order_events", pl.DataFrame({"order_id": []}))["order_id"].unique()
+        liqs = _frame(frames, "liquidations")
+        liq_ids = liqs["liquidation_id"]
+        order_ids = _frame(frames, "order_events")["order_id"].unique()
+        liq_symbol = (frame.select("liquidation_id")
+                      .join(liqs.select("liquidation_id", pl.col("symbol").alias("_ls"))
+                            .unique("liquidation_id"), on="liquidation_id", how="left",
+                            maintain_order="left")["_ls"])
+        rates = (frame.select("symbol").join(
+            _frame(frames, "instruments").select("symbol", "taker_fee_rate", "maker_fee_rate")
+            .unique("symbol"), on="symbol", how="left", maintain_order="left"))
+        fee_ok = (((rates["taker_fee_rate"] < 0) | (frame["taker_fee"] >= 0)).fill_null(True)
+                  & ((rates["maker_fee_rate"] < 0) | (frame["maker_fee"] >= 0)).fill_null(True))
         return frame.with_columns(
             (pl.col("liquidation_id").is_null()
              | pl.col("liquidation_id").is_in(liq_ids.implode())).alias("_dq_liquidation_known"),
             pl.col("taker_order_id").is_in(order_ids.implode()).fill_null(False).alias("_dq_taker_order_known"),
             pl.col("maker_order_id").is_in(order_ids.implode()).fill_null(False).alias("_dq_maker_order_known"),
+            (pl.col("symbol") == liq_symbol).fill_null(True).alias("_dq_fill_symbol_matches"),
+            fee_ok.alias("_dq_fee_sign_ok"),
         )
     if dataset == "liquidations":
-        trades = frames.get("trades")
-        filled = (trades["liquidation_id"].drop_nulls().unique() if trades is not None
-                  else pl.Series("liquidation_id", [], pl.Int64))
+        trades = _frame(frames, "trades")
+        filled = trades["liquidation_id"].drop_nulls().unique()
+        sums = (trades.filter(pl.col("liquidation_id").is_not_null())
+                .group_by("liquidation_id").agg(pl.col("qty").sum().alias("_fills_qty")))
+        fills_qty = frame.select("liquidation_id").join(sums, on="liquidation_id", how="left",
+                                                        maintain_order="left")["_fills_qty"]
+        s = _side_sign()
+        mark_gap = s * (pl.col("liquidation_price") - pl.col("mark_price")) / pl.col("mark_price")
         return frame.with_columns(
             ((pl.col("filled_qty").fill_null(0).fill_nan(0) <= 0)
-             | pl.col("liquidation_id").is_in(filled.implode())).fill_null(False).alias("_dq_fills_found"))
+             | pl.col("liquidation_id").is_in(filled.implode())).fill_null(False).alias("_dq_fills_found"),
+            ((fills_qty.fill_null(0.0) - pl.col("filled_qty")).abs()
+             <= FILLS_QTY_RTOL * pl.col("qty").abs()).fill_null(True).alias("_dq_fills_qty_match"),
+            (pl.col("filled_qty") <= pl.col("qty") * (1 + FILLS_QTY_RTOL)).fill_null(True)
+            .alias("_dq_filled_within_qty"),
+            (s * (pl.col("liquidation_price") - pl.col("bankruptcy_price")) > 0).fill_null(True)
+            .alias("_dq_bankruptcy_beyond"),
+            ((pl.col("path") == "adl") | (mark_gap >= -MARK_TRIGGER_TOL)).fill_null(True)
+            .alias("_dq_mark_triggered"),
+        )
     if dataset == "mark_index":
         end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
+        # the freshness lag is measured on the rows inside the day: rows of the next day are
+        # the day rule's business (quarantined and shown), not a stale series
+        in_day_max = pl.col("ts").filter(pl.col("ts") < pl.lit(end)).max().over("symbol")
         return frame.with_columns(
             ((pl.col("mark_price") / pl.col("index_price") - 1).abs()).alias("_dq_mark_index_gap"),
-            ((pl.lit(end) - pl.col("ts").max().over("symbol")).dt.total_microseconds() / 1e6)
+            ((pl.lit(end) - in_day_max).dt.total_microseconds() / 1e6).fill_null(86_400.0)
             .alias("_dq_symbol_end_lag_s"),
         )
     if dataset == "funding":
-        caps = frames.get("instruments", pl.DataFrame(schema={"symbol": pl.String, "funding_cap": pl.Float64}))
+        caps = _frame(frames, "instruments")
         cap = frame.select("symbol").join(caps.select("symbol", "funding_cap").unique("symbol"),
                                           on="symbol", how="left", maintain_order="left")["funding_cap"]
-        return frame.with_columns((pl.col("funding_rate").abs() / cap).alias("_dq_funding_cap_ratio"))
+        premium, interest = pl.col("premium_index"), pl.col("interest_rate")
+        expected = (premium + (interest - premium).clip(-FUNDING_INTEREST_CLAMP, FUNDING_INTEREST_CLAMP))
+        expected = pl.min_horizontal(pl.max_horizontal(expected, -pl.lit(cap)), pl.lit(cap))
+        return frame.with_columns(
+            (pl.col("funding_rate").abs() / cap).alias("_dq_funding_cap_ratio"),
+            ((pl.col("funding_rate") - expected).abs() <= FUNDING_IDENTITY_TOL).fill_null(True)
+            .alias("_dq_funding_identity"))
+    if dataset == "api_keys":
+        return frame.with_columns(
+            pl.col("scopes").list.eval(pl.element().is_in(list(API_SCOPES))).list.all()
+            .fill_null(True).alias("_dq_scopes_known"))
+    if dataset == "positions_eod":
+        wallets = _frame(frames, "accounts_eod")["account"].drop_nulls().unique()
+        return frame.with_columns(
+            ((pl.col("margin_mode") != "cross") | pl.col("account").is_in(wallets.implode()))
+            .fill_null(True).alias("_dq_cross_wallet_known"))
     return frame
 
 

@@ -196,10 +196,14 @@ def order_flow_section(frames: dict, key: bytes | None) -> dict:
         rebuild = "Rebuilt positions equal positions_eod (no open position at the end of the day)."
     excluded = c._frame(frames, "position_rebuild_excluded")
     if _has(excluded, "account", "symbol", "quarantined_fills") and excluded.height:
+        removed = [_plural(int(excluded["quarantined_fills"].sum()), "quarantined fill")]
+        if "quarantined_positions" in excluded.columns and excluded["quarantined_positions"].sum():
+            removed.append(_plural(int(excluded["quarantined_positions"].sum()), "quarantined position row"))
         rebuild += (f" Not compared, nor checked for reduce-only fills: "
                     f"{_plural(excluded.height, 'account-symbol')} with "
-                    f"{_plural(int(excluded['quarantined_fills'].sum()), 'quarantined fill')} "
-                    f"(see Data quality), whose positions do not follow from the loaded fills.")
+                    f"{' and '.join(removed)} "
+                    f"(removed by the data-quality gate, see Data quality; not a venue mismatch), "
+                    f"whose positions do not follow from the loaded rows.")
     return {
         "total": total,
         "by_kind": [{"kind": k, "label": KIND_LABELS.get(k, k), "count": by_kind.get(k, 0)} for k in kinds],

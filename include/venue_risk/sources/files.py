@@ -10,6 +10,7 @@ to UTC, any precision cast to microseconds); CSV list columns (`index_sources`, 
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 from pathlib import Path
@@ -67,12 +68,36 @@ def read_canonical_file(dataset: str, path: Path) -> pl.DataFrame:
         if path.suffix == ".parquet":
             raw = pl.read_parquet(path)
         else:
+            check_csv_fields(dataset, path)
             raw = pl.read_csv(path, infer_schema=False)
+    except InputError:
+        raise
     except Exception as exc:  # polars raises several kinds for unreadable files
         kind = "Parquet" if path.suffix == ".parquet" else "CSV"
         raise InputError(dataset, f"not a readable {kind} file ({type(exc).__name__}: {exc})",
                          file=str(path)) from exc
     return conform_columns(dataset, raw, str(path))
+
+
+def check_csv_fields(dataset: str, path: Path) -> None:
+    """Strict CSV: every line has as many fields as the header. A short line would otherwise be
+    read with nulls in its last columns (a file cut off mid-line loses its rows quietly), a long
+    one shifted. Raises InputError naming the file, the line (1-based, as an editor shows it)
+    and the row (0-based data row), and what was expected."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            raise InputError(dataset, "empty CSV file (no header line)", file=str(path),
+                             expected="a header line with the canonical columns")
+        n, row = len(header), -1
+        for row, fields in enumerate(reader):
+            if len(fields) != n and fields:
+                at_end = next(reader, None) is None
+                cut = " - the file ends there: was it cut off mid-line?" if at_end and len(fields) < n else ""
+                raise InputError(dataset, f"line {reader.line_num} has {len(fields)} field(s), the header "
+                                 f"has {n}{cut} (line starts {','.join(fields)[:80]!r})",
+                                 file=str(path), row=row, expected=f"{n} fields on every line")
 
 
 def conform_columns(dataset: str, raw: pl.DataFrame, file: str) -> pl.DataFrame:
@@ -111,8 +136,11 @@ def _cast_column(dataset: str, file: str, col: pl.Series, target: pl.DataType) -
         raise
     except Exception:
         bad_row, bad_value = _first_uncastable(col, target)
+        expected = {pl.Boolean: "a boolean: true, false, 1 or 0"}.get(target, str(target))
+        if isinstance(target, pl.List):
+            expected = "a list: a JSON array such as [\"a\",\"b\"], or a|b"
         raise InputError(dataset, f"value {bad_value!r} is not a {target}", file=file,
-                         column=col.name, row=bad_row, expected=str(target)) from None
+                         column=col.name, row=bad_row, expected=expected) from None
 
 
 def _to_utc_us(col: pl.Series) -> pl.Series:
@@ -145,8 +173,17 @@ def _first_uncastable(col: pl.Series, target: pl.DataType) -> tuple[int | None, 
     try:
         if isinstance(target, pl.Datetime) and col.dtype == pl.String:
             cast = col.str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
-        elif isinstance(target, pl.List):
+        elif isinstance(target, pl.List) and col.dtype == pl.String:
+            for i, value in enumerate(col.to_list()):
+                try:
+                    _parse_list(value)
+                except ValueError:
+                    return i, value
             return None, col.dtype
+        elif target == pl.Boolean and col.dtype == pl.String:
+            cast = col.str.to_lowercase().replace_strict(
+                {"true": True, "false": False, "1": True, "0": False}, default=None,
+                return_dtype=pl.Boolean)
         else:
             cast = col.cast(target, strict=False)
     except Exception:
