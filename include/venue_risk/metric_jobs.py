@@ -178,7 +178,7 @@ def account_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFr
         # a quarantined fill on an unlisted symbol may have been any of the account's symbols
         listed = data["instruments"]["symbol"]
         pairs = pl.concat([
-            excluded.filter(pl.col("symbol").is_in(listed.implode())).select("account", "symbol"),
+            excluded.select("account", "symbol"),
             excluded.filter(~pl.col("symbol").is_in(listed.implode())).select("account").unique()
             .join(pl.DataFrame({"symbol": listed}), how="cross")]).unique()
         check = check.join(pairs, on=["account", "symbol"], how="anti")

@@ -75,6 +75,7 @@ def record_json(rows: pl.DataFrame) -> list[str]:
 FILLS_QUARANTINED = "fills quarantined in trades"
 LIQUIDATION_QUARANTINED = "liquidation quarantined"
 SYMBOL_QUARANTINED = "the symbol's instrument or risk tiers quarantined"
+WALLET_QUARANTINED = "the cross account's accounts_eod row quarantined"
 
 
 def _rows_where(frame: pl.DataFrame, column: str, values: pl.Series) -> list[int]:
@@ -118,8 +119,10 @@ def quarantine_dependents(frames: dict[str, pl.DataFrame], bad_rows: dict[str, d
     place in `bad_rows`: a liquidation measured from part of its fills has a wrong VWAP, fill
     ratio and cost, and fills whose liquidation is missing cannot be attributed. First every
     liquidation with a quarantined fill (trades.liquidation_id) gets reason FILLS_QUARANTINED,
-    then every fill of a quarantined liquidation gets reason LIQUIDATION_QUARANTINED. Returns
-    the gate checks of the two rules (failed_count = rows quarantined by each)."""
+    then every fill of a quarantined liquidation gets reason LIQUIDATION_QUARANTINED. Likewise
+    the cross positions of an account whose accounts_eod row is quarantined (WALLET_QUARANTINED:
+    a cross position is margined by that wallet). Returns the gate checks of these rules
+    (failed_count = rows quarantined by each)."""
     trades, liqs = frames.get("trades"), frames.get("liquidations")
     if trades is None or liqs is None:
         return []
@@ -131,14 +134,31 @@ def quarantine_dependents(frames: dict[str, pl.DataFrame], bad_rows: dict[str, d
     new_t = [r for r in _rows_where(trades, "liquidation_id", ids) if r not in bad_t]
     bad_t.update({r: LIQUIDATION_QUARANTINED for r in new_t})
 
+    checks = []
+    positions, accounts = frames.get("positions_eod"), frames.get("accounts_eod")
+    bad_a = bad_rows.get("accounts_eod") or {}
+    if positions is not None and accounts is not None and bad_a:
+        # a cross position is margined by its account's wallet: without it, no band or stress
+        bad_p = bad_rows.setdefault("positions_eod", {})
+        gone = accounts[sorted(bad_a)]["account"].drop_nulls().unique()
+        new_p = [r for r in positions.with_row_index("_row").filter(
+            (pl.col("margin_mode") == "cross") & pl.col("account").is_in(gone.implode()))["_row"].to_list()
+            if r not in bad_p]
+        bad_p.update({r: WALLET_QUARANTINED for r in new_p})
+        if new_p:
+            checks.append({"dataset": "positions_eod", "check": WALLET_QUARANTINED, "severity": "warning",
+                           "expectation": "dependent rows (venue_risk.quality.gate)",
+                           "failed_count": len(new_p), "quarantine": True,
+                           "example": f"accounts {gone.to_list()[:5]}"})
+
     def check(dataset: str, frame: pl.DataFrame, name: str, rows: list[int]) -> dict:
         example = str(frame.row(rows[0], named=True) | {"row": rows[0]})[:300] if rows else ""
         return {"dataset": dataset, "check": name, "severity": "warning",
                 "expectation": "dependent rows (venue_risk.quality.gate)", "failed_count": len(rows),
                 "example": example, "quarantine": True}
 
-    return [check("liquidations", liqs, FILLS_QUARANTINED, new_l),
-            check("trades", trades, LIQUIDATION_QUARANTINED, new_t)]
+    return checks + [check("liquidations", liqs, FILLS_QUARANTINED, new_l),
+                     check("trades", trades, LIQUIDATION_QUARANTINED, new_t)]
 
 
 def _with_reasons(checks: list[dict], bad_rows: dict[str, dict[int, str]],

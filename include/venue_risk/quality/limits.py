@@ -4,8 +4,9 @@ report).
 
 share_quarantined(dataset) = quarantined rows / landed rows; the day fails when
 share_quarantined > limit(dataset) and more than MIN_ROWS rows are quarantined (so one bad
-row of a 17-row liquidation file does not stop the day), or whenever every row of a non-empty
-dataset is quarantined (an emptied dataset, whatever its size). The defaults are strict for the datasets every headline
+row of a 17-row liquidation file does not stop the day; a limit of 0 admits no row at all), or whenever every row of a non-empty
+dataset is quarantined (an emptied dataset, whatever its size), unless the dataset's limit is 1
+(a venue that explicitly accepts losing all of it). The defaults are strict for the datasets every headline
 figure reads (trades, liquidations, prices) and looser for the request log, where a few
 unattributable rows are normal. A venue overrides them with VENUE_RISK_QUARANTINE_LIMITS
 (`dataset=share,...`).
@@ -75,7 +76,7 @@ def limit_checks(row_counts: dict[str, int], quarantined_rows: dict[str, int],
         landed = max(int(row_counts.get(dataset, 0)), 1)
         limit = float(limits.get(dataset, DEFAULT_QUARANTINE_LIMITS.get(dataset, 0.0)))
         share = n / landed
-        over = (share > limit and n > MIN_ROWS) or n >= int(row_counts.get(dataset, 0))
+        over = (share > limit and (n > MIN_ROWS or limit == 0.0)) or (n >= int(row_counts.get(dataset, 0)) and limit < 1.0)
         checks.append({
             "dataset": dataset,
             "check": f"quarantined share <= {limit:.2%} (quarantine limit; at least {MIN_ROWS + 1} rows)",

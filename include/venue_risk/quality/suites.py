@@ -214,7 +214,11 @@ def _instruments(day):
             _q("index_sources lists at least index_min_sources distinct sources",
                "ExpectColumnValuesToBeInSet", column="_dq_index_sources_ok", value_set=[True]),
             _q("the symbol has risk tiers", "ExpectColumnValuesToBeInSet",
-               column="_dq_has_tiers", value_set=[True])]
+               column="_dq_has_tiers", value_set=[True]),
+            _q("the symbol has a mark_index series", "ExpectColumnValuesToBeInSet",
+               column="_dq_has_marks", value_set=[True]),
+            _q("the symbol's book_depth has positive notional on both sides, in the same bands",
+               "ExpectColumnValuesToBeInSet", column="_dq_depth_ok", value_set=[True])]
 
 
 def _risk_tiers(day):
@@ -310,6 +314,9 @@ def _liquidations(day):
                "ExpectColumnValuesToBeInSet", column="_dq_bankruptcy_beyond", value_set=[True]),
             _q(f"trigger mark at or beyond the liquidation price (within {MARK_TRIGGER_TOL:.1%}; "
                "not for adl)", "ExpectColumnValuesToBeInSet", column="_dq_mark_triggered",
+               value_set=[True]),
+            _q("the symbol's insurance-fund pool is known (one shared pool, or a pool named "
+               "after the symbol)", "ExpectColumnValuesToBeInSet", column="_dq_pool_known",
                value_set=[True])]
 
 
@@ -365,6 +372,20 @@ def _side_sign() -> pl.Expr:
     return pl.when(pl.col("side") == "sell").then(1.0).when(pl.col("side") == "buy").then(-1.0)
 
 
+def _depth_ok_symbols(book_depth: pl.DataFrame) -> pl.Series:
+    """Symbols whose book depth the cascade model can use: positive notional on both sides
+    and the same set of |percentage| bands on the bid and the ask side."""
+    d = book_depth.filter(pl.col("percentage").is_finite() & (pl.col("percentage") != 0))
+    sides = (d.group_by("symbol", (pl.col("percentage") > 0).alias("ask"))
+             .agg(pl.col("percentage").abs().unique().sort().alias("bands"),
+                  (pl.col("notional").max() > 0).alias("positive")))
+    bid = sides.filter(~pl.col("ask")).drop("ask")
+    ask = sides.filter(pl.col("ask")).drop("ask")
+    both = bid.join(ask, on="symbol", suffix="_ask")
+    return both.filter(pl.col("positive") & pl.col("positive_ask")
+                       & (pl.col("bands") == pl.col("bands_ask")))["symbol"]
+
+
 def with_helper_columns(dataset: str, frame: pl.DataFrame, frames: dict[str, pl.DataFrame],
                         day: dt.date) -> pl.DataFrame:
     """Add the `_dq_` columns the cross-dataset and cross-column expectations of `dataset` read
@@ -378,10 +399,14 @@ def with_helper_columns(dataset: str, frame: pl.DataFrame, frames: dict[str, pl.
         frame = frame.with_columns(pl.col(spec.day_column).dt.to_string("%Y-%m-%d").alias("_dq_day_iso"))
     if dataset == "instruments":
         tiered = _frame(frames, "risk_tiers")["symbol"].drop_nulls().unique()
+        marked = _frame(frames, "mark_index")["symbol"].drop_nulls().unique()
         return frame.with_columns(
             (pl.col("index_sources").list.drop_nulls().list.unique().list.len()
              >= pl.col("index_min_sources")).fill_null(True).alias("_dq_index_sources_ok"),
-            pl.col("symbol").is_in(tiered.implode()).fill_null(True).alias("_dq_has_tiers"))
+            pl.col("symbol").is_in(tiered.implode()).fill_null(True).alias("_dq_has_tiers"),
+            pl.col("symbol").is_in(marked.implode()).fill_null(True).alias("_dq_has_marks"),
+            pl.col("symbol").is_in(_depth_ok_symbols(_frame(frames, "book_depth")).implode())
+            .fill_null(True).alias("_dq_depth_ok"))
     if dataset == "risk_tiers":
         ordered = frame.with_row_index("_i").sort("symbol", "tier", nulls_last=True)
         prev_cap = pl.col("notional_cap").shift(1).over("symbol")
@@ -419,6 +444,7 @@ def with_helper_columns(dataset: str, frame: pl.DataFrame, frames: dict[str, pl.
                 .group_by("liquidation_id").agg(pl.col("qty").sum().alias("_fills_qty")))
         fills_qty = frame.select("liquidation_id").join(sums, on="liquidation_id", how="left",
                                                         maintain_order="left")["_fills_qty"]
+        pools = _frame(frames, "insurance_fund")["pool"].drop_nulls().unique()
         s = _side_sign()
         mark_gap = s * (pl.col("liquidation_price") - pl.col("mark_price")) / pl.col("mark_price")
         return frame.with_columns(
@@ -432,6 +458,8 @@ def with_helper_columns(dataset: str, frame: pl.DataFrame, frames: dict[str, pl.
             .alias("_dq_bankruptcy_beyond"),
             ((pl.col("path") == "adl") | (mark_gap >= -MARK_TRIGGER_TOL)).fill_null(True)
             .alias("_dq_mark_triggered"),
+            (pl.lit(pools.len() <= 1) | pl.col("symbol").is_in(pools.implode())).fill_null(True)
+            .alias("_dq_pool_known"),
         )
     if dataset == "mark_index":
         end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
