@@ -29,14 +29,12 @@ from venue_risk.quality import DataQualityError
 from venue_risk.schema import DATASET_NAMES
 from venue_risk.settings import Settings
 
+from test_bad_inputs import _edit, _part, _set  # the same corruption helpers, same day
+
 PREV = dt.date(2026, 11, 1)
 DAY = dt.date(2026, 11, 2)
 OPS, COMMITTEE = "ops@venue.test", "committee@venue.test"
 pytestmark = pytest.mark.integration
-
-
-def _part(root: Path, dataset: str, day: dt.date = DAY) -> Path:
-    return root / dataset / f"date={day.isoformat()}" / "data.parquet"
 
 
 def _use(mp, home: Path, root: Path, limits: str = "") -> Settings:
@@ -71,17 +69,6 @@ def case(base, tmp_path, monkeypatch):
     shutil.copytree(base["root"], root)
     shutil.copytree(base["home"], home)
     return root, home, monkeypatch
-
-
-def _edit(root: Path, dataset: str, fn) -> None:
-    path = _part(root, dataset)
-    fn(pl.read_parquet(path)).write_parquet(path)
-
-
-def _set(frame: pl.DataFrame, row: int, **values) -> pl.DataFrame:
-    idx = pl.int_range(pl.len()) == row
-    return frame.with_columns([pl.when(idx).then(pl.lit(v, dtype=frame.schema[c])).otherwise(pl.col(c)).alias(c)
-                               for c, v in values.items()])
 
 
 def _to_csv(root: Path, dataset: str, fix=None) -> Path:

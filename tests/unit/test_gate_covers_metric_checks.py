@@ -102,10 +102,16 @@ def _key(site: tuple[str, str, str]) -> tuple[str, str, str] | None:
 
 
 def _load(path: Path):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    import sys
+
+    sys.path.insert(0, str(path.parent))  # it imports its sibling test_bad_inputs
+    try:
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(path.parent))
 
 
 def test_every_metric_input_check_is_caught_by_the_gate_first():
