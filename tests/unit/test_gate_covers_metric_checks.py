@@ -59,7 +59,6 @@ COVERED: dict[tuple[str, str, str], str] = {
     ("slippage._check_inputs", "liquidations", "liquidation_id"): "CRITICAL:duplicate-liquidation-id",
     ("slippage._check_inputs", "trades", "fills carry"): "WARNING:fill-of-an-unknown-liquidation",
     ("slippage._check_inputs", "trades", "fills of liquidation_id"): "WARNING:fill-symbol-differs-from-its-liquidation",
-    ("slippage._check_inputs", "liquidations", "liquidation_id"): "CRITICAL:duplicate-liquidation-id",
 }
 #: Messages that share a key above are told apart by a second case (both must exist).
 ALSO: dict[tuple[str, str, str], list[str]] = {

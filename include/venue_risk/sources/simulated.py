@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from venue_risk.errors import InputError
-from venue_risk.sources.files import FilesSource, partition_dir
+from venue_risk.sources.files import FilesSource
 
 DEFAULT_GENESIS = dt.date(2026, 11, 1)
 
