@@ -49,9 +49,46 @@ def pdf_name(date: str | dt.date) -> str:
     return f"venue-risk-{_day(date)}.pdf"
 
 
-def subject_for(date: str | dt.date, status: str) -> str:
-    """'[venue-risk] 2026-11-05 risk report: RED'."""
-    return f"{SUBJECT_PREFIX} {_day(date)} risk report: {str(status).upper()}"
+def subject_for(date: str | dt.date, status: str, revised: bool = False) -> str:
+    """'[venue-risk] 2026-11-05 risk report: RED' ('[venue-risk] REVISED 2026-11-05 ...' for a
+    revision of a mailed report)."""
+    return f"{SUBJECT_PREFIX} {'REVISED ' if revised else ''}{_day(date)} risk report: {str(status).upper()}"
+
+
+def _significant(value: Any) -> Any:
+    """A figure's value for comparison: floats to 9 significant digits (a rerun's sums may differ
+    in the last bits), everything else as is."""
+    if isinstance(value, float) and value == value and value not in (float("inf"), float("-inf")):
+        return float(f"{value:.9g}")
+    return value
+
+
+def headline(summary: dict) -> dict:
+    """The headline a committee reads, from summary.json: the overall status and, per figure,
+    [value (9 significant digits), display, status, label]. Two reports with equal headlines
+    need no new mail."""
+    out: dict[str, Any] = {"overall_status": summary.get("overall_status")}
+    for name, f in (summary.get("figures") or {}).items():
+        out[name] = [_significant(f.get("value")), f.get("display"), f.get("status"), f.get("label", name)]
+    return out
+
+
+def changed_figures(before: dict, after: dict) -> list[dict]:
+    """The headline entries that differ: [{figure, label, before, after}] with display strings
+    (the status word included), in the order of `after`."""
+    def shown(entry: Any) -> str:
+        if isinstance(entry, list):
+            return f"{entry[1]} ({str(entry[2]).upper()})"
+        return str(entry).upper() if entry is not None else "(none)"
+
+    out = []
+    for name in list(after) + [n for n in before if n not in after]:
+        old, new = before.get(name), after.get(name)
+        if (old[:3] if isinstance(old, list) else old) == (new[:3] if isinstance(new, list) else new):
+            continue
+        label = (new or old)[3] if isinstance(new or old, list) else "Overall status"
+        out.append({"figure": name, "label": label, "before": shown(old), "after": shown(new)})
+    return out
 
 
 def _summary(report_dir: Path) -> dict:
@@ -63,11 +100,12 @@ def _summary(report_dir: Path) -> dict:
 
 
 def build_message(report_dir: Path, date: str | dt.date, status: str | None, recipients: list[str],
-                  sender_address: str | None = None) -> EmailMessage:
+                  sender_address: str | None = None, revision: dict | None = None) -> EmailMessage:
     """The report email: subject with date and status, a short text body and an HTML body with
     the headline figures (from summary.json beside the PDF), the PDF attached.
 
-    status None -> the overall status recorded in summary.json."""
+    status None -> the overall status recorded in summary.json. revision {sent_at, changes}: the
+    mail revises one already sent: subject marked REVISED, the changed figures listed first."""
     report_dir = Path(report_dir)
     day = _day(date)
     pdf = report_dir / pdf_name(day)
@@ -83,7 +121,7 @@ def build_message(report_dir: Path, date: str | dt.date, status: str | None, rec
     narrative = summary.get("narrative") or ""
 
     msg = EmailMessage()
-    msg["Subject"] = subject_for(day, status)
+    msg["Subject"] = subject_for(day, status, revised=revision is not None)
     msg["From"] = sender
     msg["To"] = ", ".join(recipients)
     msg["Date"] = formatdate(localtime=False, usegmt=True)
@@ -92,6 +130,20 @@ def build_message(report_dir: Path, date: str | dt.date, status: str | None, rec
     msg["X-Venue-Risk-Status"] = status
 
     lines = [f"{venue}: daily risk report for {day} (UTC).", f"Overall status: {status.upper()}", ""]
+    revised_html = ""
+    if revision is not None:
+        changes = revision.get("changes", [])
+        lines += [f"REVISED: this report replaces the one mailed at {revision.get('sent_at') or 'an earlier run'}; "
+                  f"the day was recomputed and {len(changes)} headline figure(s) changed:"]
+        lines += [f"  {c['label']}: {c['before']} -> {c['after']}" for c in changes]
+        lines.append("")
+        revised_html = (
+            f"<p style='background:#fff6e5;border-left:4px solid #b36b00;padding:6px 10px'><b>REVISED</b>: "
+            f"this report replaces the one mailed at {html.escape(str(revision.get('sent_at') or 'an earlier run'))}; "
+            f"the day was recomputed and {len(changes)} headline figure(s) changed:</p><ul>"
+            + "".join(f"<li>{html.escape(str(c['label']))}: {html.escape(c['before'])} &rarr; "
+                      f"<b>{html.escape(c['after'])}</b></li>" for c in changes) + "</ul>")
+        msg["X-Venue-Risk-Revised"] = "yes"
     if narrative:
         lines += [narrative, ""]
     if figures:
@@ -117,6 +169,7 @@ def build_message(report_dir: Path, date: str | dt.date, status: str | None, rec
         f"<p style='font-size:15px'><b>{e(venue)}</b>: daily risk report for <b>{e(day)}</b> (UTC)</p>"
         f"<p>Overall status: <span style='background:{STATUS_COLORS.get(status, '#6f7f8f')};color:#fff;"
         f"padding:2px 8px;border-radius:3px;font-weight:bold'>{e(status.upper())}</span></p>"
+        + revised_html
         + (f"<p>{e(narrative)}</p>" if narrative else "")
         + (f"<table style='border-collapse:collapse;font-size:13px'><tr>"
            f"<th style='text-align:left;padding:3px 8px'>Figure</th><th style='padding:3px 8px'>Today</th>"
@@ -281,31 +334,57 @@ def entry_state(entry: dict | None) -> str | None:
     return OUTBOX if entry.get("via") == OUTBOX else SENT
 
 
-def _skip_reason(previous: dict | None, send: Callable | None) -> str | None:
-    """Why a (not forced) delivery is skipped, or None when it must go ahead. Only a `sent` entry
-    stops a resend; an `outbox` entry stops only a rewrite of the same outbox file (no connection
-    yet, and the file is still there): with a connection, the day is sent."""
+def _skip_reason(previous: dict | None, send: Callable | None, current: dict) -> str | None:
+    """Why a (not forced) delivery is skipped, or None when it must go ahead. A `sent` entry stops
+    a resend while the headline is unchanged (a changed headline is mailed as a revision); an
+    `outbox` entry stops only a rewrite of the same outbox file (no connection yet, the file still
+    there, the headline unchanged): with a connection, the day is sent."""
     state = entry_state(previous)
     if state == SENT:
-        return "already sent (ledger)"
-    if state == OUTBOX and send is None and Path(str(previous.get("path") or "")).is_file():
+        before = previous.get("sent_headline", previous.get("headline"))
+        if before is None:
+            return "already sent (ledger)"
+        if not changed_figures(before, current):
+            return "already sent (ledger); the report's headline is unchanged"
+        return None
+    if (state == OUTBOX and send is None and Path(str(previous.get("path") or "")).is_file()
+            and previous.get("headline") in (None, current)):
         return ("already in the outbox (ledger), not mailed: no SMTP connection is configured; "
                 "the first run with a connection sends it")
     return None
 
 
-def _ledger_entry(result: dict, previous: dict | None) -> dict:
-    """The ledger entry of a delivery that happened, keeping up to 10 earlier entries."""
+def _revision(previous: dict | None, current: dict) -> dict | None:
+    """{sent_at, changes} when a report was mailed before (the ledger's last sent headline) and
+    its headline changed since; else None."""
+    if not previous:
+        return None
+    before = previous.get("sent_headline", previous.get("headline") if entry_state(previous) == SENT else None)
+    if before is None:
+        return None
+    changes = changed_figures(before, current)
+    return {"sent_at": previous.get("sent_at") or previous.get("last_sent_at"), "changes": changes} if changes else None
+
+
+def _ledger_entry(result: dict, previous: dict | None, current: dict) -> dict:
+    """The ledger entry of a delivery that happened, keeping up to 10 earlier entries. It keeps
+    the headline of this delivery and of the last mail actually sent (`sent_headline`), against
+    which a rerun decides whether to mail a revision."""
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     entry = {"state": result["state"], "via": result["via"], "recorded_at": now,
              "recipients": result["recipients"], "subject": result["subject"],
-             "message_id": result["message_id"]}
+             "message_id": result["message_id"], "headline": current,
+             "revision": int((previous or {}).get("revision", 0)) + (1 if result.get("revised") else 0)}
     if result["state"] == SENT:
         entry["sent_at"] = now
+        entry["sent_headline"] = current
+    elif previous and previous.get("sent_headline", previous.get("headline") if entry_state(previous) == SENT else None):
+        entry["sent_headline"] = previous.get("sent_headline", previous.get("headline"))
+        entry["last_sent_at"] = previous.get("sent_at") or previous.get("last_sent_at")
     if "path" in result:
         entry["path"] = result["path"]
     if previous:
-        entry["previous"] = ([{k: v for k, v in previous.items() if k != "previous"}]
+        entry["previous"] = ([{k: v for k, v in previous.items() if k not in ("previous", "headline", "sent_headline")}]
                              + list(previous.get("previous", [])))[:10]
     return entry
 
@@ -314,12 +393,17 @@ def deliver(report_dir: Path, date: str | dt.date, recipients: list[str],
             send: Callable[[EmailMessage], None] | None, outbox: Path, ledger: Path,
             force: bool = False, dry_run: bool = False, status: str | None = None,
             sender_address: str | None = None) -> dict:
-    """Send the date's report once. Returns what happened (JSON-serializable):
-    {status: sent | outbox | skipped | dry_run, state, date, subject, recipients, via, ...}.
+    """Send the date's report once, and again as REVISED when a rerun changed its headline.
+    Returns what happened (JSON-serializable):
+    {status: sent | outbox | skipped | dry_run, state, date, subject, recipients, via, revised,
+    changed_figures, ...}.
 
-    - date already `sent` (ledger) and not force -> "skipped", nothing sent;
+    - date already `sent` (ledger), headline unchanged (`headline`: overall status and every
+      headline figure's value, display and status), not force -> "skipped", nothing sent;
+    - date already `sent` and the headline changed -> mailed again, subject marked REVISED, the
+      changed figures listed (`changed_figures`);
     - date in the `outbox` (ledger): sent now when `send` is given; with no `send` either it is
-      "skipped" while its outbox file exists (rewritten if the file is gone);
+      "skipped" while its outbox file exists and the headline is unchanged (rewritten otherwise);
     - send None -> the message goes to <outbox>/<date>-venue-risk.eml (state and via "outbox");
     - dry_run -> the message is built (so a broken report still fails) but not sent or recorded.
     The ledger is updated only after a successful send or outbox write: a send that raises leaves
@@ -329,20 +413,24 @@ def deliver(report_dir: Path, date: str | dt.date, recipients: list[str],
     ledger = Path(ledger)
     outbox = Path(outbox)
     recipients = [r.strip() for r in recipients if r and r.strip()]
+    current = headline(_summary(report_dir))
     with _locked(ledger):
         entries = read_ledger(ledger)
         previous = entries.get(day)
         previous_state = entry_state(previous)
-        reason = None if (force or dry_run) else _skip_reason(previous, send)
+        reason = None if (force or dry_run) else _skip_reason(previous, send, current)
         if reason:
             return {"status": "skipped", "state": previous_state, "date": day, "reason": reason,
                     "previous": previous, "subject": previous.get("subject"),
                     "recipients": previous.get("recipients"), "via": previous.get("via"),
-                    "ledger": str(ledger)}
-        message = build_message(report_dir, day, status, recipients, sender_address)
+                    "revised": False, "changed_figures": [], "ledger": str(ledger)}
+        revision = _revision(previous, current)
+        message = build_message(report_dir, day, status, recipients, sender_address, revision=revision)
         result: dict[str, Any] = {"date": day, "subject": str(message["Subject"]),
                                   "recipients": recipients, "message_id": str(message["Message-ID"]),
                                   "forced": bool(force and previous), "previous_state": previous_state,
+                                  "revised": revision is not None,
+                                  "changed_figures": revision["changes"] if revision else [],
                                   "ledger": str(ledger)}
         if dry_run:
             return result | {"status": "dry_run", "state": None, "via": "none",
@@ -354,7 +442,7 @@ def deliver(report_dir: Path, date: str | dt.date, recipients: list[str],
         else:
             send(message)
             result |= {"status": SENT, "state": SENT, "via": "smtp"}
-        entry = _ledger_entry(result, previous)
+        entry = _ledger_entry(result, previous, current)
         entries[day] = entry
         write_json_atomic(entries, ledger)
         result["recorded_at"] = entry["recorded_at"]

@@ -23,3 +23,14 @@ class InputError(ValueError):
         if expected:
             msg += f" (expected {expected})"
         super().__init__(msg)
+
+
+class BeforeStartDate(ValueError):
+    """A run for a day before the venue's start date (VENUE_RISK_START_DATE): nothing before it
+    is the venue's history, so the run fails loudly instead of reporting an empty day."""
+
+    def __init__(self, day: str, start_date: str):
+        super().__init__(
+            f"day {day} is before the venue's start date {start_date} (VENUE_RISK_START_DATE): "
+            f"nothing is reported before it; to backfill earlier history, set VENUE_RISK_START_DATE "
+            f"to the first day of that history")

@@ -39,10 +39,23 @@ def code_version(home: Path) -> str:
 
 # -- stages -------------------------------------------------------------------------------------
 
+def check_day(day: str | dt.date, settings: Settings) -> dt.date:
+    """The day as a date; a day before the venue's start date (VENUE_RISK_START_DATE) raises
+    BeforeStartDate: nothing before it is the venue's history."""
+    from venue_risk.errors import BeforeStartDate
+
+    day = as_date(day)
+    if day < settings.first_day:
+        raise BeforeStartDate(day.isoformat(), settings.start_date)
+    return day
+
+
 def prepare_source(day: str | dt.date, settings: Settings) -> dict:
-    """Make the source ready for the day (the simulated venue simulates it if not cached)."""
+    """Make the source ready for the day (the simulated venue simulates it if not cached); a day
+    before the start date fails loudly."""
+    day = check_day(day, settings)
     source = settings.source()
-    source.prepare(as_date(day))
+    source.prepare(day)
     return source.describe()
 
 
@@ -98,15 +111,25 @@ def metrics_dir(settings: Settings, day: dt.date) -> Path:
     return settings.paths.data / "metrics" / f"date={day.isoformat()}"
 
 
+def baseline_path(settings: Settings, day: dt.date) -> Path:
+    return metrics_dir(settings, day) / "baseline.json"
+
+
 def compute_metrics(day: str | dt.date, settings: Settings) -> dict[str, str]:
     """Read the day and its baselines from the warehouse (read-only, via Arrow), compute every
-    metric table (venue_risk.metric_jobs) and write each as Parquet; returns {table: path}."""
+    metric table (venue_risk.metric_jobs) and write each as Parquet; returns {table: path}.
+    Also writes data/metrics/date=D/baseline.json: which days of the window the baselines held
+    (with their versions) and which they missed (venue_risk.baseline)."""
+    from venue_risk.baseline import baseline_record, window_start
     from venue_risk.metric_jobs import compute_all
-    from venue_risk.warehouse import connect
+    from venue_risk.warehouse import connect, day_versions
 
     day = as_date(day)
     with connect(settings.paths.warehouse, read_only=True) as con:
+        versions = day_versions(con, window_start(day, settings.first_day, settings.baseline_days), day)
         tables = compute_all(con, day, settings.baseline_days, settings.engine_latency_s)
+    write_json_atomic(baseline_record(day, settings.first_day, settings.baseline_days, versions),
+                      baseline_path(settings, day))
     return {name: str(write_parquet_atomic(_with_date(frame, day), metrics_dir(settings, day) / f"{name}.parquet"))
             for name, frame in tables.items()}
 
@@ -120,11 +143,16 @@ def _with_date(frame, day: dt.date):
     return frame.select(pl.lit(day).cast(pl.Date).alias("date"), pl.all())
 
 
-def store_metrics(day: str | dt.date, tables: dict[str, str], settings: Settings) -> dict[str, int]:
-    """Replace the day's rows of every metric table in the warehouse (one transaction)."""
+def store_metrics(day: str | dt.date, tables: dict[str, str], settings: Settings) -> dict:
+    """Replace the day's rows of every metric table in the warehouse (one transaction, which also
+    records the day's version); then mark stale every later report whose baseline read another
+    version of this day (or missed it). Returns {rows, version, stale_reports}."""
+    from venue_risk.baseline import mark_stale_reports
     from venue_risk.warehouse import store_tables
 
-    return store_tables(settings.paths.warehouse, as_date(day), tables)
+    day = as_date(day)
+    stored = store_tables(settings.paths.warehouse, day, tables)
+    return stored | {"stale_reports": mark_stale_reports(settings.paths.reports, day, stored["version"])}
 
 
 def report_dir(settings: Settings, day: dt.date) -> Path:
@@ -156,6 +184,7 @@ def build_report(day: str | dt.date, extracted: list[dict], settings: Settings,
         frames["insurance_fund"] = read_day(con, "insurance_fund", day)
         history = read_history(con, "venue_figures", day, settings.baseline_days)
     validation = json.loads((quality_dir(settings, day) / "validation.json").read_text())
+    baseline = json.loads(baseline_path(settings, day).read_text())
     data_quality = data_quality_summary(validation)
     figures = dict(zip(frames["venue_figures"]["figure"].to_list(),
                        frames["venue_figures"]["value"].to_list()))
@@ -171,7 +200,9 @@ def build_report(day: str | dt.date, extracted: list[dict], settings: Settings,
         "source": settings.source().describe(),
         "input_rows": {e["dataset"]: e["rows"] for e in extracted},
         "input_files": {e["dataset"]: e["source_files"] for e in extracted},
-        "baseline_days": int(history["date"].n_unique()) if history.height else 0,
+        "baseline_days": baseline["days"],
+        "baseline_window_start": baseline["window_start"],
+        "baseline_missing_days": baseline["missing_days"],
     }
     context = build_context(
         date=day,
@@ -186,6 +217,7 @@ def build_report(day: str | dt.date, extracted: list[dict], settings: Settings,
         data_quality=data_quality,
         pseudonymize_key=pseudonym_key,
     )
+    context["baseline"] = baseline
     out = report_dir(settings, day)
     paths = render_report(context, out)
     write_json_atomic(validation, out / "validation.json")

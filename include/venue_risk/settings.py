@@ -10,6 +10,9 @@
 | VENUE_RISK_ALERT_RECIPIENTS | comma-separated operations addresses for failure alerts (never the committee); empty: alerts are written to the outbox only | (none) |
 | VENUE_RISK_MAIL_FROM | sender address | venue-risk@example.com |
 | VENUE_RISK_BASELINE_DAYS | trailing baseline window, days | 30 |
+| VENUE_RISK_START_DATE | first day of the venue's history: a run for an earlier day fails loudly; baseline windows never reach before it | 2026-11-01 (the demo's first day) |
+| VENUE_RISK_SCHEDULE_GRACE_HOURS | a *scheduled* run that starts more than this long after its day closed (the run Airflow creates when the DAG is unpaused late) reports nothing and alerts operations; ask for past days with a backfill | 6 |
+| VENUE_RISK_WAREHOUSE_WAIT_S | how long an open of the DuckDB warehouse waits while another process holds it, before failing and naming the holder | 900 |
 | VENUE_RISK_PSEUDONYM_KEY | secret HMAC key of the account pseudonyms, for the CLI (under Airflow: the variable `venue_risk_pseudonym_key`); set but empty: pseudonyms off | none: accounts shown as recorded, and the report says so |
 | VENUE_RISK_QUARANTINE_LIMITS | per-dataset quarantine limits, `dataset=share,...` (e.g. `trades=0.01`); above a dataset's limit the day is critical | `quality.limits.DEFAULT_QUARANTINE_LIMITS` |
 """
@@ -30,6 +33,16 @@ def _quarantine_limits(text: str) -> dict:
     return parse_quarantine_limits(text)
 
 
+def _iso_date(text: str, name: str) -> str:
+    """A YYYY-MM-DD setting, checked; a clear error names the variable otherwise."""
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(text.strip()).isoformat()
+    except ValueError:
+        raise ValueError(f"{name}={text!r}: expected a date YYYY-MM-DD") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     paths: Paths
@@ -43,6 +56,8 @@ class Settings:
     mail_from: str = "venue-risk@example.com"
     alert_recipients: tuple[str, ...] = ()  # operations addresses of failure alerts
     baseline_days: int = 30
+    start_date: str = "2026-11-01"  # first day of the venue's history (ISO)
+    schedule_grace_hours: float = 6.0
     engine_latency_s: float = 1.0  # the liquidation engine's round time in the cascade model
     quarantine_limits: dict = field(default_factory=dict)  # dataset -> largest share quarantined
     extra: dict = field(default_factory=dict)
@@ -65,9 +80,18 @@ class Settings:
             alert_recipients=tuple(a.strip() for a in env("VENUE_RISK_ALERT_RECIPIENTS", "").split(",")
                                    if a.strip()),
             baseline_days=int(env("VENUE_RISK_BASELINE_DAYS", "30")),
+            start_date=_iso_date(env("VENUE_RISK_START_DATE", "2026-11-01"), "VENUE_RISK_START_DATE"),
+            schedule_grace_hours=float(env("VENUE_RISK_SCHEDULE_GRACE_HOURS", "6")),
             engine_latency_s=float(env("VENUE_RISK_ENGINE_LATENCY_S", "1.0")),
             quarantine_limits=_quarantine_limits(env("VENUE_RISK_QUARANTINE_LIMITS", "")),
         )
+
+    @property
+    def first_day(self):
+        """The start date as a date."""
+        import datetime as dt
+
+        return dt.date.fromisoformat(self.start_date)
 
     def source(self):
         """The configured source adapter."""

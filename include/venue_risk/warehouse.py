@@ -10,6 +10,10 @@ would. Readers open the file read-only, only after the day's load in the same ru
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import os
+import re
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -20,14 +24,72 @@ import polars as pl
 from venue_risk.schema import DATASETS, duckdb_ddl
 
 
+#: How long an open of the warehouse waits for another process's lock before it fails (seconds;
+#: VENUE_RISK_WAREHOUSE_WAIT_S), and the backoff between attempts (first, factor, largest).
+WAREHOUSE_WAIT_S = 900.0
+LOCK_BACKOFF = (0.2, 1.6, 10.0)
+
+
+class WarehouseLockTimeout(RuntimeError):
+    """The warehouse stayed locked by another process for longer than the wait allows."""
+
+
+def lock_holder(message: str) -> str:
+    """The process holding the DuckDB file, from DuckDB's lock error ("Conflicting lock is held
+    in <program> (PID <n>)"), with its command line when /proc shows it."""
+    match = re.search(r"held in (.*?) \(PID (\d+)\)", message)
+    if not match:
+        return "an unknown process"
+    program, pid = match.group(1), match.group(2)
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        cmdline = ""
+    return f"PID {pid} ({cmdline[:200] or program})"
+
+
+def backoff_delays(wait_s: float, first: float, factor: float, largest: float) -> Iterator[float]:
+    """Sleeps between attempts: first, first*factor, ... capped at `largest`, summing to at most
+    `wait_s` (the last one shortened to fit)."""
+    total, delay = 0.0, first
+    while total < wait_s:
+        step = min(delay, largest, wait_s - total)
+        yield step
+        total += step
+        delay *= factor
+
+
+def _open(path: Path, read_only: bool, wait_s: float | None) -> duckdb.DuckDBPyConnection:
+    """duckdb.connect, waiting out another process's lock with bounded exponential backoff
+    (DESIGN section 1: every open of the warehouse, reader or writer, waits and retries); past
+    the wait, WarehouseLockTimeout names the holder."""
+    wait_s = float(os.environ.get("VENUE_RISK_WAREHOUSE_WAIT_S", WAREHOUSE_WAIT_S)) if wait_s is None else wait_s
+    delays = backoff_delays(wait_s, *LOCK_BACKOFF)
+    started = time.monotonic()
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            delay = next(delays, None)
+            if delay is None:
+                raise WarehouseLockTimeout(
+                    f"warehouse {path} is locked by {lock_holder(str(exc))}: waited "
+                    f"{time.monotonic() - started:.0f} s (VENUE_RISK_WAREHOUSE_WAIT_S={wait_s:g}) for "
+                    f"{'a read-only' if read_only else 'a write'} open") from exc
+            time.sleep(delay)
+
+
 @contextmanager
-def connect(path: Path, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection with the session time zone pinned to UTC."""
+def connect(path: Path, read_only: bool, wait_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection with the session time zone pinned to UTC; waits (bounded) while another
+    process holds the file."""
     path = Path(path)
     if read_only and not path.exists():
         raise FileNotFoundError(f"warehouse {path} does not exist yet: load a day first")
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), read_only=read_only)
+    con = _open(path, read_only, wait_s)
     try:
         con.execute("SET TimeZone = 'UTC'")
         yield con
@@ -89,10 +151,25 @@ def _add_new_columns(con: duckdb.DuckDBPyConnection, table: str, src: str) -> No
             con.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {dtype}')
 
 
-def store_tables(path: Path, day: dt.date, tables: dict[str, str]) -> dict[str, int]:
+DAY_VERSIONS_DDL = "CREATE TABLE IF NOT EXISTS day_versions (date DATE NOT NULL, version VARCHAR)"
+
+
+def _table_day_digest(con: duckdb.DuckDBPyConnection, table: str, day: dt.date) -> str:
+    """md5 over the day's rows of `table`, each rendered as text and sorted (order-free)."""
+    return con.sql(
+        f"SELECT md5(coalesce(string_agg(CAST(t AS VARCHAR), chr(10) ORDER BY CAST(t AS VARCHAR)), '')) "
+        f"FROM {table} AS t WHERE date = DATE '{day.isoformat()}'").fetchall()[0][0]
+
+
+def store_tables(path: Path, day: dt.date, tables: dict[str, str]) -> dict:
     """Replace day `day` of each metric table ({table: Parquet path with a leading `date`
-    column}) in one transaction; tables are created from the first file's schema."""
+    column}) in one transaction; tables are created from the first file's schema. In the same
+    transaction the day's version (md5 over the per-table digests of the stored rows) goes to
+    `day_versions`: later days record the versions their baselines saw, so a rerun that changes
+    this day marks them stale, and an identical rerun does not.
+    Returns {"rows": {table: rows}, "version": str}."""
     counts: dict[str, int] = {}
+    digests: list[str] = []
     with connect(path, read_only=False) as con:
         con.execute("BEGIN TRANSACTION")
         try:
@@ -105,11 +182,25 @@ def store_tables(path: Path, day: dt.date, tables: dict[str, str]) -> dict[str, 
                 counts[table] = con.sql(
                     f"SELECT count(*) FROM {table} WHERE date = DATE '{day.isoformat()}'"
                 ).fetchall()[0][0]
+                digests.append(f"{table}:{_table_day_digest(con, table, day)}")
+            version = hashlib.md5("\n".join(digests).encode()).hexdigest()[:16]
+            con.execute(DAY_VERSIONS_DDL)
+            con.execute(f"DELETE FROM day_versions WHERE date = DATE '{day.isoformat()}'")
+            con.execute("INSERT INTO day_versions VALUES (?, ?)", [day, version])
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
             raise
-    return counts
+    return {"rows": counts, "version": version}
+
+
+def day_versions(con: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date) -> dict[str, str]:
+    """{ISO date: version} of the days in [start, end) whose metrics are stored."""
+    if not table_exists(con, "day_versions"):
+        return {}
+    return dict(con.sql(
+        f"SELECT CAST(date AS VARCHAR), version FROM day_versions WHERE date >= DATE '{start.isoformat()}' "
+        f"AND date < DATE '{end.isoformat()}' ORDER BY date").fetchall())
 
 
 def read_day(con: duckdb.DuckDBPyConnection, table: str, day: dt.date) -> pl.DataFrame:
@@ -147,9 +238,4 @@ def day_digest(path: Path, day: dt.date) -> dict[str, str]:
     with connect(path, read_only=True) as con:
         tables = [r[0] for r in con.sql(
             "SELECT table_name FROM information_schema.tables ORDER BY table_name").fetchall()]
-        return {
-            table: con.sql(
-                f"SELECT md5(coalesce(string_agg(CAST(t AS VARCHAR), chr(10) ORDER BY CAST(t AS VARCHAR)), '')) "
-                f"FROM {table} AS t WHERE date = DATE '{day.isoformat()}'").fetchall()[0][0]
-            for table in tables
-        }
+        return {table: _table_day_digest(con, table, day) for table in tables}

@@ -377,3 +377,59 @@ def test_old_ledger_entries_keep_their_meaning(smtp_server, report_dir, tmp_path
     (day4 / "venue-risk-2026-11-04.pdf").write_bytes(PDF)
     assert deliver(day4, "2026-11-04", ["a@example.com"], send, tmp_path / "outbox", ledger)["status"] == "sent"
     assert len(handler.messages) == 1
+
+
+def _rewrite_summary(report_dir: Path, **changes) -> None:
+    summary = json.loads((report_dir / "summary.json").read_text())
+    for name, (value, display, status) in changes.items():
+        summary["figures"][name].update(value=value, display=display, status=status)
+    (report_dir / "summary.json").write_text(json.dumps(summary))
+
+
+def test_rerun_with_changed_headline_mails_revised_identical_rerun_mails_nothing(smtp_server, report_dir,
+                                                                                  tmp_path):
+    """A mailed day recomputed with other headline figures is mailed again, subject marked
+    REVISED, the changed figures listed (before -> after); an identical rerun mails nothing,
+    and neither does a rerun that only moves a figure in its last float bits."""
+    handler, host, port = smtp_server
+    send = smtp_sender(host, port)
+    ledger, outbox = tmp_path / "ledger.json", tmp_path / "outbox"
+    args = (report_dir, DAY, ["risk-committee@example.com"], send, outbox, ledger)
+    assert deliver(*args)["status"] == "sent"
+    assert deliver(*args)["status"] == "skipped"
+    _rewrite_summary(report_dir, liquidation_notional=(4369600.0 * (1 + 1e-13), "4.37M USDT", "amber"))
+    assert deliver(*args)["status"] == "skipped"
+    assert len(handler.messages) == 1
+
+    _rewrite_summary(report_dir, liquidation_notional=(5100000.0, "5.10M USDT", "red"))
+    revised = deliver(*args)
+    assert revised["status"] == "sent" and revised["revised"] is True
+    assert revised["changed_figures"] == [{"figure": "liquidation_notional", "label": "Liquidated notional",
+                                           "before": "4.37M USDT (AMBER)", "after": "5.10M USDT (RED)"}]
+    assert len(handler.messages) == 2
+    msg = _parse(handler.messages[1][2])
+    assert msg["Subject"] == "[venue-risk] REVISED 2026-11-05 risk report: RED"
+    text = msg.get_body(("plain",)).get_content()
+    assert "REVISED" in text and "Liquidated notional: 4.37M USDT (AMBER) -> 5.10M USDT (RED)" in text
+    assert "Slippage p95" not in text.split("Headline figures")[0]  # only the changed figure is listed
+    entry = read_ledger(ledger)[DAY]
+    assert entry["revision"] == 1 and entry["state"] == "sent"
+    # the revision is now what the committee has: the same report again mails nothing
+    assert deliver(*args)["status"] == "skipped"
+    assert len(handler.messages) == 2
+
+
+def test_revision_found_while_without_connection_goes_to_outbox_then_mails_as_revised(
+        smtp_server, report_dir, tmp_path):
+    handler, host, port = smtp_server
+    ledger, outbox = tmp_path / "ledger.json", tmp_path / "outbox"
+    rec = ["risk-committee@example.com"]
+    assert deliver(report_dir, DAY, rec, smtp_sender(host, port), outbox, ledger)["status"] == "sent"
+    _rewrite_summary(report_dir, slippage_p95_bps=(61.0, "61.0 bps", "red"))
+    parked = deliver(report_dir, DAY, rec, None, outbox, ledger)
+    assert parked["status"] == "outbox" and parked["revised"] is True
+    assert entry_state(read_ledger(ledger)[DAY]) == "outbox"
+    sent = deliver(report_dir, DAY, rec, smtp_sender(host, port), outbox, ledger)
+    assert sent["status"] == "sent" and sent["revised"] is True
+    assert _parse(handler.messages[-1][2])["Subject"].startswith("[venue-risk] REVISED ")
+    assert deliver(report_dir, DAY, rec, smtp_sender(host, port), outbox, ledger)["status"] == "skipped"

@@ -69,10 +69,48 @@ def test_store_tables_replaces_metric_rows_by_date(tmp_path):
     db = tmp_path / "w.duckdb"
     path = tmp_path / "m.parquet"
     pl.DataFrame({"date": [DAY, DAY], "figure": ["a", "b"], "value": [1.0, 2.0]}).write_parquet(path)
-    warehouse.store_tables(db, DAY, {"venue_figures": str(path)})
-    warehouse.store_tables(db, DAY, {"venue_figures": str(path)})
+    first = warehouse.store_tables(db, DAY, {"venue_figures": str(path)})
+    again = warehouse.store_tables(db, DAY, {"venue_figures": str(path)})
+    assert first == again == {"rows": {"venue_figures": 2}, "version": first["version"]}
+    pl.DataFrame({"date": [DAY, DAY], "figure": ["a", "b"], "value": [1.0, 2.5]}).write_parquet(path)
+    changed = warehouse.store_tables(db, DAY, {"venue_figures": str(path)})["version"]
+    assert changed != first["version"]  # a changed day has a new version; an identical rerun has not
     with warehouse.connect(db, read_only=True) as con:
+        assert warehouse.day_versions(con, DAY, DAY + dt.timedelta(days=1)) == {DAY.isoformat(): changed}
         assert warehouse.read_day(con, "venue_figures", DAY).height == 2
         hist = warehouse.read_history(con, "venue_figures", DAY + dt.timedelta(days=1), 30)
         assert hist.height == 2
         assert warehouse.read_history(con, "no_such_table", DAY, 30).height == 0
+
+
+def test_open_waits_for_another_process_lock_then_names_the_holder(tmp_path):
+    """A writer in another process holds the file: a read-only open waits with backoff while it
+    does, and succeeds once it lets go; past the wait, the error names the holder's PID."""
+    import subprocess
+    import sys
+    import time
+
+    db = tmp_path / "w.duckdb"
+    with warehouse.connect(db, read_only=False) as con:
+        con.execute("CREATE TABLE t (a INT)")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); "
+        "time.sleep(float(sys.argv[2]))"), str(db), "3"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(warehouse.WarehouseLockTimeout, match=rf"locked by PID {holder.pid} .*waited"):
+            with warehouse.connect(db, read_only=True, wait_s=0.5):
+                pass
+        t0 = time.monotonic()
+        with warehouse.connect(db, read_only=True, wait_s=60) as con:  # waits out the holder
+            assert con.sql("SELECT count(*) FROM t").fetchall() == [(0,)]
+        assert time.monotonic() - t0 > 1.0
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_backoff_delays_grow_and_fit_the_wait():
+    delays = list(warehouse.backoff_delays(5.0, 0.2, 2.0, 1.5))
+    assert delays[:4] == [0.2, 0.4, 0.8, 1.5]
+    assert sum(delays) == pytest.approx(5.0)

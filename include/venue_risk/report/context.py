@@ -746,4 +746,6 @@ def summary_json(context: dict) -> dict:
                          "quarantined_total": dq["quarantined_total"],
                          "quarantined": dq["quarantined"]},
         "run": {k: v for k, v in context["run_meta"].items()},
+        "baseline": context.get("baseline"),
+        "baseline_missing_days": (context.get("baseline") or {}).get("missing_days", []),
     })
