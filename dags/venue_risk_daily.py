@@ -1,8 +1,12 @@
 """venue_risk_daily: the nightly venue risk report for the UTC day that just closed.
 
 One run per day D with data interval [D 00:00, D+1 00:00) UTC; `airflow dags test
-venue_risk_daily D` reports day D; backfills run days one at a time in date order
-(max_active_runs=1), since a day's baselines need the days before it.
+venue_risk_daily D` reports day D. Date order is enforced by the DAG itself, whatever a backfill's
+flags (a backfill carries its own max-active-runs and ignores the DAG's): a day's gate, load,
+metrics, report and delivery start only when no earlier day of its baseline window is still queued
+or running (`wait_for_earlier_days`), so each baseline sees the days before it. Extraction runs
+in parallel. A day before VENUE_RISK_START_DATE fails loudly; a *scheduled* run that starts long
+after its day closed (the run Airflow creates when the DAG is unpaused) runs nothing and alerts.
 
 Thin by design: every task calls one stage of `venue_risk.pipeline` (imported inside the task,
 so parsing this file imports neither polars, duckdb, great_expectations nor weasyprint). Tasks
@@ -41,13 +45,37 @@ def _input_errors_fail_fast(stage):
     retry cannot fix it. Other errors (I/O) are left to the task's retries."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from venue_risk.errors import InputError
+    from venue_risk.errors import BeforeStartDate, InputError
     from venue_risk.quality import DataQualityError
 
     try:
         return stage()
-    except (InputError, DataQualityError) as exc:
+    except (InputError, DataQualityError, BeforeStartDate) as exc:
         raise AirflowFailException(str(exc)) from exc
+
+
+def _check_run() -> None:
+    """A scheduled run that starts more than VENUE_RISK_SCHEDULE_GRACE_HOURS after its day closed
+    is the run Airflow creates for the latest past day when the DAG is unpaused (or after a long
+    outage): it reports nothing (skipped, and an alert tells operations how to ask for the day).
+    Manual runs, `airflow dags test` and backfills always run."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    context = get_current_context()
+    run = context["dag_run"]
+    if str(getattr(run.run_type, "value", run.run_type)) != "scheduled" or not run.data_interval_end:
+        return
+    started = run.start_date or dt.datetime.now(dt.timezone.utc)
+    late_h = (started - run.data_interval_end).total_seconds() / 3600
+    grace = _settings().schedule_grace_hours
+    if late_h > grace:
+        message = (f"scheduled run for {_day()} started {late_h:.1f} h after the day closed "
+                   f"(VENUE_RISK_SCHEDULE_GRACE_HOURS={grace:g}): nothing reported, as unpausing runs "
+                   f"nothing for past days; to report the day, trigger it or backfill it "
+                   f"(airflow backfill create --dag-id venue_risk_daily --from-date {_day()} "
+                   f"--to-date {_day()})")
+        _alert_on_failure(context | {"exception": message})
+        raise AirflowSkipException(message)
 
 
 def _settings():
@@ -104,12 +132,13 @@ def _smtp_sender():
 
 
 def _alert_on_failure(context) -> None:
-    """Failure callback: mail an alert naming the failed task and error to the operations list
-    (VENUE_RISK_ALERT_RECIPIENTS, never the committee), or write it to the outbox with the reason
-    (no alert recipients, no or an unusable SMTP connection, a failed send). Logged either way."""
+    """Failure callback: record the failure for the reports page and mail an alert naming the
+    failed task and error to the operations list (VENUE_RISK_ALERT_RECIPIENTS, never the
+    committee), or write it to the outbox with the reason (no alert recipients, no or an unusable
+    SMTP connection, a failed send). Logged either way."""
     import logging
 
-    from venue_risk.deliver import send_alert
+    from venue_risk.pipeline import alert_failure
 
     log = logging.getLogger("venue_risk.alerts")
     ti = context.get("task_instance") or context.get("ti")
@@ -119,13 +148,13 @@ def _alert_on_failure(context) -> None:
     except Exception as exc:  # an unusable connection must not cost the alert
         send, connection_error = None, f"{type(exc).__name__}: {exc}"
     try:
-        result = send_alert(
-            day=day.date().isoformat() if day else "unknown",
-            task=getattr(ti, "task_id", "unknown"),
-            error=str(context.get("exception") or "see the task log"),
-            run_id=str(context.get("run_id", "")),
-            settings=_settings(),
-            send=send,
+        result = alert_failure(
+            day.date().isoformat() if day else "unknown",
+            getattr(ti, "task_id", "unknown"),
+            str(context.get("exception") or "see the task log"),
+            str(context.get("run_id", "")),
+            _settings(),
+            send,
             connection_error=connection_error,
         )
     except Exception:
@@ -153,10 +182,16 @@ def _pseudonym_key() -> bytes | None:
     return str(value).encode()
 
 
+#: Airflow's start date is kept early on purpose: Airflow silently runs no task for a logical date
+#: before a DAG's start date, whereas a day before the venue's start date (VENUE_RISK_START_DATE,
+#: checked by prepare_source) must fail loudly.
+AIRFLOW_START_DATE = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+
+
 @dag(
     dag_id="venue_risk_daily",
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc),
+    start_date=AIRFLOW_START_DATE,
     catchup=False,
     max_active_runs=1,
     default_args={"retries": 0, "on_failure_callback": _alert_on_failure},
@@ -173,7 +208,30 @@ def venue_risk_daily():
     def prepare_source() -> dict:
         from venue_risk import pipeline
 
+        _check_run()
         return _input_errors_fail_fast(lambda: pipeline.prepare_source(_day(), _settings()))
+
+    @task.sensor(poke_interval=10, timeout=12 * 3600, mode="reschedule")
+    def wait_for_earlier_days() -> bool:
+        """Done when no earlier day of this day's baseline window is queued or running (any end
+        state will do: a failed day is named missing by the reports after it)."""
+        import logging
+
+        from venue_risk.baseline import window_days
+
+        settings = _settings()
+        context = get_current_context()
+        earlier = [dt.datetime.combine(d, dt.time(), tzinfo=dt.timezone.utc)
+                   for d in window_days(dt.date.fromisoformat(_day()), settings.first_day, settings.baseline_days)]
+        if not earlier:
+            return True
+        pending = context["ti"].get_dr_count(dag_id=context["dag"].dag_id, logical_dates=earlier,
+                                             states=["queued", "running"])
+        if pending:
+            logging.getLogger("venue_risk.order").info(
+                "%d earlier day(s) of the window from %s still queued or running: waiting",
+                pending, earlier[0].date())
+        return pending == 0
 
     @task(**IO_RETRIES)
     def extract(dataset: str) -> dict:
@@ -236,6 +294,7 @@ def venue_risk_daily():
     extracted = extract.expand(dataset=list(DATASET_NAMES))
     ready >> extracted
     checked = validate(extracted)
+    ready >> wait_for_earlier_days() >> checked
     loaded = load(extracted, checked)
     stored = store_metrics(compute_metrics(loaded))
     deliver(build_report(extracted, stored))

@@ -3,6 +3,7 @@
   venue-risk simulate --scale demo --start 2026-11-01 --days 7 [--out DIR] [--seed 7]
   venue-risk dates --start 2026-11-01 --days 7          one ISO date per line
   venue-risk run-day --date 2026-11-05                  every stage for one day, in this process
+  venue-risk reprocess --from 2026-11-03 [--to DAY]     recompute a day and every later day, in order
   venue-risk newest-report                              path of the newest PDF under reports/
 """
 
@@ -27,6 +28,17 @@ def newest_report(reports: Path) -> Path | None:
     return pdfs[-1] if pdfs else None
 
 
+def _smtp_send():
+    """Mail through the SMTP connection the DAG uses (AIRFLOW_CONN_SMTP_DEFAULT), or None (the
+    outbox) when it is not set."""
+    import os
+
+    from venue_risk.deliver import smtp_sender_from_uri
+
+    uri = os.environ.get("AIRFLOW_CONN_SMTP_DEFAULT", "").strip()
+    return smtp_sender_from_uri(uri) if uri else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="venue-risk", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     dates.add_argument("--days", type=int, default=1)
     run = sub.add_parser("run-day", help="run every stage for one day without Airflow")
     run.add_argument("--date", type=_date, required=True)
+    rep = sub.add_parser("reprocess", help="recompute a day and every later day in date order (after a "
+                         "rerun left later days on a stale baseline); changed mailed reports go out REVISED")
+    rep.add_argument("--from", dest="start", type=_date, required=True)
+    rep.add_argument("--to", dest="end", type=_date, default=None,
+                     help="last day (default: the latest day with a report, metrics or a failure)")
     sub.add_parser("newest-report", help="print the path of the newest PDF report")
     args = parser.parse_args(argv)
 
@@ -68,8 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run-day":
         from venue_risk.pipeline import run_day
 
-        result = run_day(args.date, settings)
+        result = run_day(args.date, settings, send=_smtp_send())
         print(result["report"]["pdf"])
+        return 0
+    if args.command == "reprocess":
+        from venue_risk.pipeline import reprocess
+
+        for row in reprocess(args.start, settings, _smtp_send(), end=args.end):
+            print(f"{row['day']}  {row['status'].upper():6}  delivery {row['delivery']}"
+                  f"{' (REVISED)' if row['revised'] else ''}")
         return 0
     if args.command == "newest-report":
         pdf = newest_report(settings.paths.reports)

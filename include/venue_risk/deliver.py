@@ -293,6 +293,34 @@ def smtp_connection_state(env_value: str | None, lookup: Callable[[str], Any | N
     return "configured"
 
 
+def smtp_sender_from_uri(uri: str, name: str = "AIRFLOW_CONN_SMTP_DEFAULT") -> Callable[[EmailMessage], None]:
+    """A send(EmailMessage) callable for the CLI (no Airflow): the same connection URI the DAG
+    uses, read as Airflow's SMTP hook reads it: smtp://[login:password@]host:port?extras, with
+    SSL unless `disable_ssl=true`, then STARTTLS unless `disable_tls=true`; `from_email` is not
+    used here (the message's From is). A malformed URI raises SmtpConfigError naming `name`."""
+    import smtplib
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    check_connection_uri(uri, name)
+    parts = urlsplit(uri.strip())
+    extras = {k: v[-1].lower() for k, v in parse_qs(parts.query).items()}
+    use_ssl = extras.get("disable_ssl") != "true"
+    use_tls = not use_ssl and extras.get("disable_tls") != "true"
+    host, port = parts.hostname, parts.port or (465 if use_ssl else 25)
+    login, password = unquote(parts.username or ""), unquote(parts.password or "")
+
+    def send(message: EmailMessage) -> None:
+        smtp_class = smtplib.SMTP_SSL if use_ssl else smtplib.SMTP
+        with smtp_class(host, port, timeout=30) as smtp:
+            if use_tls:
+                smtp.starttls()
+            if login:
+                smtp.login(login, password)
+            smtp.send_message(message)
+
+    return send
+
+
 # -- ledger -------------------------------------------------------------------------------------
 
 @contextlib.contextmanager

@@ -255,11 +255,28 @@ def deliver(day: str | dt.date, settings: Settings, send: Callable | None,
         raise FileNotFoundError(f"no report for {day.isoformat()}: {summary_path} is missing (the "
                                 f"build_report stage did not complete); build the report, then deliver")
     status = json.loads(summary_path.read_text())["overall_status"]
-    return deliver_report(
+    result = deliver_report(
         rdir, day, list(recipients or settings.recipients), send,
         outbox=settings.paths.outbox, ledger=settings.paths.data / "delivery-ledger.json",
         force=force, dry_run=dry_run, status=status, sender_address=settings.mail_from,
     )
+    if not dry_run:
+        from venue_risk.runs import clear_failure
+
+        clear_failure(settings.paths.data, day.isoformat())
+    return result
+
+
+def alert_failure(day: str, task: str, error: str, run_id: str, settings: Settings,
+                  send: Callable | None, connection_error: str | None = None) -> dict:
+    """A stage failed: record it for the reports page (data/runs/date=D/failure.json) and alert
+    the operations list (venue_risk.deliver.send_alert: mailed, or the outbox with the reason)."""
+    from venue_risk.deliver import send_alert
+    from venue_risk.runs import record_failure
+
+    record_failure(settings.paths.data, day, task, error, run_id)
+    return send_alert(day=day, task=task, error=error, run_id=run_id, settings=settings, send=send,
+                      connection_error=connection_error)
 
 
 def run_day(day: str | dt.date, settings: Settings | None = None, send: Callable | None = None,
@@ -268,8 +285,6 @@ def run_day(day: str | dt.date, settings: Settings | None = None, send: Callable
     after an alert naming the stage and the error went to the operations list
     (VENUE_RISK_ALERT_RECIPIENTS, through `send`; else the outbox), as the DAG's failure
     callback does."""
-    from venue_risk.deliver import send_alert
-
     settings = settings or Settings.from_env()
     stage = "prepare_source"
     try:
@@ -289,7 +304,45 @@ def run_day(day: str | dt.date, settings: Settings | None = None, send: Callable
         stage = "deliver"
         delivery = deliver(day, settings, send)
     except Exception as exc:
-        send_alert(day=as_date(day).isoformat(), task=stage, error=f"{type(exc).__name__}: {exc}",
-                   run_id=run_id, settings=settings, send=send)
+        alert_failure(as_date(day).isoformat(), stage, f"{type(exc).__name__}: {exc}", run_id, settings, send)
         raise
     return {"report": report, "delivery": delivery}
+
+
+def reprocess_days(start: str | dt.date, settings: Settings, end: str | dt.date | None = None) -> list[dt.date]:
+    """The days `venue-risk reprocess --from start` recomputes, in date order: from `start` to
+    `end`, or to the latest day that has a report, stored metrics or a failure record."""
+    from venue_risk.runs import read_failures
+
+    start = as_date(start)
+    if end is None:
+        known = [p.parent.name for p in settings.paths.reports.glob("*/summary.json")]
+        known += [p.name.removeprefix("date=") for p in (settings.paths.data / "metrics").glob("date=*")]
+        known += list(read_failures(settings.paths.data))
+        days = [as_date(d) for d in known if _is_iso_date(d)]
+        end = max(days, default=start)
+    end = as_date(end)
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def _is_iso_date(text: str) -> bool:
+    try:
+        dt.date.fromisoformat(text)
+        return True
+    except ValueError:
+        return False
+
+
+def reprocess(start: str | dt.date, settings: Settings, send: Callable | None,
+              end: str | dt.date | None = None, run_id: str = "reprocess") -> list[dict]:
+    """Recompute `start` to the latest day in date order (each day's baseline then sees the
+    recomputed days before it), rebuilding each report; a mailed report whose headline changed is
+    mailed again marked REVISED, an unchanged one is not. Stops at the first failing day (after
+    its alert): the days after it would be computed on a baseline missing it."""
+    out = []
+    for day in reprocess_days(start, settings, end):
+        result = run_day(day, settings, send=send, run_id=run_id)
+        out.append({"day": day.isoformat(), "status": result["report"]["status"],
+                    "delivery": result["delivery"]["status"],
+                    "revised": bool(result["delivery"].get("revised"))})
+    return out

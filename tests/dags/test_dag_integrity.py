@@ -29,7 +29,15 @@ def test_dag_shape():
     assert set(dag.params.keys()) >= {"recipients", "dry_run", "force_resend"}
     order = ["prepare_source", "extract", "validate", "load", "compute_metrics", "store_metrics",
              "build_report", "deliver"]
-    assert set(order) == set(dag.task_ids)
+    assert set(order) | {"wait_for_earlier_days"} == set(dag.task_ids)
+    # Date order: the gate (and so everything after it) waits for the earlier days' runs, in
+    # reschedule mode so that waiting days hold no worker slot.
+    wait = dag.get_task("wait_for_earlier_days")
+    assert wait.upstream_task_ids == {"prepare_source"} and "validate" in wait.downstream_task_ids
+    assert wait.mode == "reschedule"
+    # Airflow silently runs nothing before a DAG's start date: it is kept early, and the venue's
+    # start date (VENUE_RISK_START_DATE) is checked by prepare_source, loudly.
+    assert dag.start_date.year <= 2000
     for upstream, downstream in zip(order, order[1:]):
         assert downstream in dag.get_task(upstream).downstream_task_ids or upstream == "extract"
     assert dag.get_task("load").pool == dag.get_task("store_metrics").pool == "venue_risk_warehouse"
