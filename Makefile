@@ -60,3 +60,34 @@ test: env browser
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_HOME) data reports/*/ outbox
+
+# .env for docker-compose.yml (.env.example documents each variable): this user's uid and fresh
+# random secrets, mode 600. An existing .env is left as it is: delete it to start over (the
+# Postgres volume keeps the first POSTGRES_PASSWORD; see .env.example).
+define COMPOSE_ENV_PY
+import base64, os, secrets
+values = [
+    ("AIRFLOW_UID", str(os.getuid())),
+    ("AIRFLOW_JWT_SECRET", secrets.token_urlsafe(48)),
+    ("AIRFLOW_API_SECRET_KEY", secrets.token_urlsafe(32)),
+    ("AIRFLOW_FERNET_KEY", base64.urlsafe_b64encode(os.urandom(32)).decode()),
+    ("AIRFLOW_ADMIN_PASSWORD", secrets.token_urlsafe(18)),
+    ("AIRFLOW_VIEWER_PASSWORD", secrets.token_urlsafe(18)),
+    ("POSTGRES_PASSWORD", secrets.token_urlsafe(24)),
+    ("VENUE_RISK_PSEUDONYM_KEY", secrets.token_urlsafe(32)),
+    ("VENUE_RISK_START_DATE", "2026-11-01"),
+]
+print("# docker-compose.yml settings, written by make compose-env; see .env.example. Keep private.")
+for name, value in values:
+    print(name + "=" + value)
+endef
+
+.PHONY: compose-env
+compose-env: export COMPOSE_ENV_PY := $(COMPOSE_ENV_PY)
+compose-env:
+	@if [ -e .env ]; then \
+	  echo ".env already exists: left as it is (delete it to generate new secrets)"; \
+	else \
+	  umask 077 && $(PYTHON) -c "$$COMPOSE_ENV_PY" > .env.tmp && mv .env.tmp .env && \
+	  echo "wrote .env (mode 600): uid $$(id -u), random secrets; the UI passwords are AIRFLOW_ADMIN_PASSWORD (admin) and AIRFLOW_VIEWER_PASSWORD (risk)"; \
+	fi
