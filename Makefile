@@ -91,3 +91,17 @@ compose-env:
 	  umask 077 && $(PYTHON) -c "$$COMPOSE_ENV_PY" > .env.tmp && mv .env.tmp .env && \
 	  echo "wrote .env (mode 600): uid $$(id -u), random secrets; the UI passwords are AIRFLOW_ADMIN_PASSWORD (admin) and AIRFLOW_VIEWER_PASSWORD (risk)"; \
 	fi
+
+# The production-like stack natively on this machine's PostgreSQL and Redis (deploy/native-stack.sh:
+# metadata DB created if missing, api-server, scheduler, dag-processor, triggerer, one Celery
+# worker; Airflow home, logs and PID files under .airflow-stack/). `make stack-env` prints the
+# environment to source before running `airflow` commands against it.
+.PHONY: stack stack-stop stack-env
+stack: env
+	deploy/native-stack.sh start
+
+stack-stop:
+	deploy/native-stack.sh stop
+
+stack-env:
+	@deploy/native-stack.sh env

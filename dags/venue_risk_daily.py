@@ -74,7 +74,7 @@ def _check_run() -> None:
                    f"nothing for past days; to report the day, trigger it or backfill it "
                    f"(airflow backfill create --dag-id venue_risk_daily --from-date {_day()} "
                    f"--to-date {_day()})")
-        _alert_on_failure(context | {"exception": message})
+        _notify_skipped(context, message)
         raise AirflowSkipException(message)
 
 
@@ -165,6 +165,24 @@ def _alert_on_failure(context) -> None:
     else:
         log.warning("failure alert NOT mailed (%s%s); written to %s", result["reason"],
                     f": {result['send_error']}" if result.get("send_error") else "", result["path"])
+
+
+def _notify_skipped(context, why: str) -> None:
+    """Tell the operations list that a run reported nothing on purpose (a notice, not a failure:
+    no failure record, so the reports page shows the day as skipped)."""
+    import logging
+
+    from venue_risk.deliver import send_alert
+
+    try:
+        send, connection_error = _smtp_sender(), None
+    except Exception as exc:
+        send, connection_error = None, f"{type(exc).__name__}: {exc}"
+    ti = context.get("task_instance") or context.get("ti")
+    result = send_alert(day=_day(), task=getattr(ti, "task_id", "prepare_source"), error=why,
+                        run_id=str(context.get("run_id", "")), settings=_settings(), send=send,
+                        connection_error=connection_error, skipped=True)
+    logging.getLogger("venue_risk.alerts").warning("run skipped, notice %s: %s", result["status"], why)
 
 
 def _pseudonym_key() -> bytes | None:

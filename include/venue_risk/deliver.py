@@ -482,16 +482,22 @@ def deliver(report_dir: Path, date: str | dt.date, recipients: list[str],
 # -- failure alerts -----------------------------------------------------------------------------
 
 def build_alert(day: str, task: str, error: str, run_id: str, recipients: list[str],
-                sender_address: str) -> EmailMessage:
+                sender_address: str, skipped: bool = False) -> EmailMessage:
     """A short alert: which day, which task, which error, which run. No To header when there are
-    no recipients (the alert then only goes to the outbox)."""
+    no recipients (the alert then only goes to the outbox). `skipped`: a notice that the day's
+    run reported nothing on purpose (`error` says why and how to ask for the day), not a failure."""
     msg = EmailMessage()
-    msg["Subject"] = f"{SUBJECT_PREFIX} ALERT {day}: task {task} failed"
+    msg["Subject"] = (f"{SUBJECT_PREFIX} NOTICE {day}: run skipped, nothing reported" if skipped
+                      else f"{SUBJECT_PREFIX} ALERT {day}: task {task} failed")
     msg["From"] = sender_address
     if recipients:
         msg["To"] = ", ".join(recipients)
     msg["Date"] = formatdate(localtime=False, usegmt=True)
     msg["Message-ID"] = make_msgid(idstring=f"venue-risk-alert.{day}")
+    if skipped:
+        msg.set_content(f"The venue-risk run for {day} reported nothing.\n\nTask:   {task}\n"
+                        f"Run id: {run_id}\nWhy:    {error}\n")
+        return msg
     msg.set_content(
         f"The venue-risk run for {day} failed.\n\n"
         f"Task:   {task}\nRun id: {run_id}\nError:  {error}\n\n"
@@ -508,8 +514,9 @@ def alert_recipients(settings) -> list[str]:
 
 def send_alert(day: str, task: str, error: str, run_id: str, settings,
                send: Callable[[EmailMessage], None] | None,
-               connection_error: str | None = None) -> dict:
-    """Mail an alert about a failed task to the operations list, or write it to the outbox.
+               connection_error: str | None = None, skipped: bool = False) -> dict:
+    """Mail an alert about a failed task (or, `skipped`, a notice of a run that reported nothing)
+    to the operations list, or write it to the outbox.
 
     Returns {status: sent | outbox, via, subject, recipients, [path, reason, send_error]}. The
     alert goes to the outbox, with the reason, when no alert recipients are configured, when
@@ -520,7 +527,7 @@ def send_alert(day: str, task: str, error: str, run_id: str, settings,
     recipients = alert_recipients(settings)
     sender = getattr(settings, "mail_from", None) or DEFAULT_SENDER
     outbox = Path(settings.paths.outbox)
-    msg = build_alert(day, task, str(error)[:4000], run_id, recipients, sender)
+    msg = build_alert(day, task, str(error)[:4000], run_id, recipients, sender, skipped)
     out: dict[str, Any] = {"subject": str(msg["Subject"]), "recipients": recipients}
     send_error = redact_uri_credentials(connection_error) if connection_error else None
     if not recipients:
