@@ -9,11 +9,15 @@ configured) the message is written to the local outbox as an .eml file.
 connection configured -> the outbox; a connection that is configured but cannot be parsed or read
 -> a clear error (the task fails and alerts), never a silent fall-back to the outbox.
 
-Sent once per date: a JSON ledger (updated atomically, under a file lock) records
-date -> {state, via, recorded_at, sent_at (sent only), recipients, subject, ...} with state `sent`
-(mailed through SMTP) or `outbox` (written to the outbox, not mailed). Only `sent` stops a resend:
-a day that went to the outbox is mailed by the first run that has a connection. Forced runs resend.
-A dry run builds the message but neither sends nor records it.
+Sent once per date and headline: a JSON ledger (updated atomically, under a file lock) records
+date -> {state, via, recorded_at, sent_at (sent only), recipients, subject, headline,
+sent_headline, revision, ...} with state `sent` (mailed through SMTP) or `outbox` (written to the
+outbox, not mailed). A `sent` day whose headline (`headline`: overall status and every figure's
+value to 9 significant digits, display and status) is unchanged is not mailed again; a changed
+headline is mailed again marked REVISED (subject suffix, `X-Venue-Risk-Revised` header, the
+changed figures listed before -> after) and `revision` counts it. A day that went to the outbox
+is mailed by the first run that has a connection. Forced runs resend. A dry run builds the
+message but neither sends nor records it.
 
 Failure alerts go to the operations list (`settings.alert_recipients`), never to the committee;
 an alert that cannot be mailed is written to the outbox with the reason.

@@ -526,3 +526,29 @@ def test_a_gap_in_the_saved_days_is_refused(venue, tmp_path):
         simulate("tiny", D0 + dt.timedelta(days=3), 1, tmp_path)
     with pytest.raises(ValueError, match="unknown scale"):
         simulate("huge", D0, 1, tmp_path)
+
+
+def test_concurrent_prepares_of_a_backfill_give_the_single_run(venue, tmp_path):
+    """The days of a backfill prepare the simulated source at the same time: each waits for the
+    cache lock and finds the days the other simulated, so the cache equals one straight run."""
+    import threading
+
+    from venue_risk.sources.simulated import SimulatedSource
+
+    source = SimulatedSource(tmp_path, scale="tiny", genesis=D0)
+    errors = []
+
+    def prepare(day):
+        try:
+            source.prepare(day)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=prepare, args=(d,)) for d in (D1, D0, D1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    a, b = tree_hashes(venue), tree_hashes(source.root)
+    assert a.keys() == b.keys() and [k for k in a if a[k] != b[k]] == []

@@ -45,18 +45,27 @@ class SimulatedSource:
                       for p in state.iterdir() if p.name.startswith("date="))
 
     def prepare(self, day: dt.date) -> None:
-        """Simulate every day from the last cached one (or genesis) through `day`."""
+        """Simulate every day from the last cached one (or genesis) through `day`. Under an
+        exclusive file lock on the cache: the days of a backfill prepare at the same time, and
+        each must find the days another one simulated, never half-written files."""
+        import fcntl
+
         from venue_risk.simulate import simulate
 
         if day < self.genesis:
             raise InputError("*", f"the simulated venue starts on {self.genesis}; {day} is before it",
                              expected=f"a date on or after {self.genesis} (VENUE_RISK_SIM_GENESIS)")
-        cached = self.cached_days()
-        if day in cached:
+        if day in self.cached_days():
             return
-        earlier = [d for d in cached if d < day]
-        start = earlier[-1] + dt.timedelta(days=1) if earlier else self.genesis
-        simulate(self.scale, start, (day - start).days + 1, self.root, seed=self.seed)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root.parent / f".{self.root.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            cached = self.cached_days()
+            if day in cached:
+                return
+            earlier = [d for d in cached if d < day]
+            start = earlier[-1] + dt.timedelta(days=1) if earlier else self.genesis
+            simulate(self.scale, start, (day - start).days + 1, self.root, seed=self.seed)
 
     def files(self, dataset: str, day: dt.date) -> list[Path]:
         return self._files.files(dataset, day)

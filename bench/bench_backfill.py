@@ -1,0 +1,93 @@
+"""Wall time of `airflow backfill create` over N days on the native production stack
+(deploy/native-stack.sh: Postgres metadata DB, Celery on Redis), the simulated venue at a scale.
+
+    .venv/bin/python bench/bench_backfill.py --scale tiny --days 4
+    .venv/bin/python bench/bench_backfill.py --scale demo --days 4
+
+Uses its own metadata database, Redis database 14, free ports and a fresh venue home under
+bench/results/ (all removed or stopped at the end); mail goes to the outbox (no SMTP
+connection). Prints the time from `backfill create` to the last run's end, and each run's span.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+STACK = PROJECT / "deploy" / "native-stack.sh"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", default="tiny", choices=["tiny", "demo"])
+    ap.add_argument("--days", type=int, default=4)
+    ap.add_argument("--start", default="2026-11-01")
+    args = ap.parse_args()
+    import psycopg2
+
+    work = PROJECT / "bench" / "results" / f"backfill-{args.scale}"
+    shutil.rmtree(work, ignore_errors=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "VENUE_RISK"))}
+    env.update({"STACK_HOME": str(work / "airflow"), "STACK_DB": f"venue_risk_bench_{secrets.token_hex(3)}",
+                "STACK_REDIS_URL": "redis://127.0.0.1:6379/14", "STACK_API_PORT": str(free_port()),
+                "STACK_WORKER_LOG_PORT": str(free_port()), "STACK_TRIGGER_LOG_PORT": str(free_port()),
+                "STACK_BIN": str(BIN), "VENUE_RISK_HOME": str(work / "home"), "VENUE_RISK_SIM_SCALE": args.scale,
+                "VENUE_RISK_SIM_GENESIS": args.start, "VENUE_RISK_START_DATE": args.start,
+                "VENUE_RISK_SCHEDULE_GRACE_HOURS": "0"})
+    subprocess.run([str(STACK), "start"], env=env, check=True)
+    stack_env = dict(env)
+    for line in subprocess.run([str(STACK), "env"], env=env, capture_output=True, text=True, check=True).stdout.splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        stack_env[key] = subprocess.run(["bash", "-c", f"printf %s {value}"], capture_output=True, text=True).stdout
+    first = dt.date.fromisoformat(args.start)
+    last = first + dt.timedelta(days=args.days - 1)
+
+    def sql(query: str, *params):
+        with psycopg2.connect(dbname=env["STACK_DB"], host="127.0.0.1", user="postgres") as con, con.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchall()
+
+    try:
+        while not sql("SELECT 1 FROM serialized_dag WHERE dag_id = 'venue_risk_daily'"):
+            time.sleep(2)
+        airflow = [str(BIN / "airflow")]
+        subprocess.run(airflow + ["dags", "unpause", "venue_risk_daily"], env=stack_env, check=True, capture_output=True)
+        started = time.time()
+        subprocess.run(airflow + ["backfill", "create", "--dag-id", "venue_risk_daily", "--from-date",
+                                  first.isoformat(), "--to-date", last.isoformat()],
+                       env=stack_env, check=True, capture_output=True)
+        while True:
+            rows = sql("SELECT logical_date, state, start_date, end_date FROM dag_run "
+                       "WHERE run_type = 'backfill' ORDER BY logical_date")
+            if len(rows) == args.days and all(r[1] in ("success", "failed") for r in rows):
+                break
+            time.sleep(2)
+        end = max(r[3] for r in rows).timestamp()
+        print(f"backfill of {args.days} {args.scale} days: {end - started:.0f} s "
+              f"({', '.join(r[1] for r in rows)})")
+        for ld, state, s, e in rows:
+            print(f"  {ld.date()} {state}: {s.timestamp() - started:6.0f} s -> {e.timestamp() - started:6.0f} s")
+    finally:
+        subprocess.run([str(STACK), "stop"], env=env, capture_output=True)
+        subprocess.run([str(STACK), "drop-db"], env=env, capture_output=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
