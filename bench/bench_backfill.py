@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_backfill.py --scale tiny --days 4
     .venv/bin/python bench/bench_backfill.py --scale demo --days 4
 
-Uses its own metadata database, Redis database 14, free ports and a fresh venue home under
+Uses its own metadata database, Redis database 14 (flushed at the end), free ports and a fresh venue home under
 bench/results/ (all removed or stopped at the end); mail goes to the outbox (no SMTP
 connection). Prints the time from `backfill create` to the last run's end, and each run's span.
 """
@@ -86,6 +86,8 @@ def main() -> int:
     finally:
         subprocess.run([str(STACK), "stop"], env=env, capture_output=True)
         subprocess.run([str(STACK), "drop-db"], env=env, capture_output=True)
+        if shutil.which("redis-cli"):  # the broker's keys
+            subprocess.run(["redis-cli", "-n", "14", "FLUSHDB"], capture_output=True)
     return 0
 
 
