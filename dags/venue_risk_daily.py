@@ -131,6 +131,15 @@ def _smtp_sender():
     return send
 
 
+def _sender_or_error():
+    """(send, None), or (None, why the configured SMTP connection is unusable): an unusable
+    connection must not cost an alert, which then goes to the outbox with the reason."""
+    try:
+        return _smtp_sender(), None
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+
+
 def _alert_on_failure(context) -> None:
     """Failure callback: record the failure for the reports page and mail an alert naming the
     failed task and error to the operations list (VENUE_RISK_ALERT_RECIPIENTS, never the
@@ -143,10 +152,7 @@ def _alert_on_failure(context) -> None:
     log = logging.getLogger("venue_risk.alerts")
     ti = context.get("task_instance") or context.get("ti")
     day = context.get("logical_date")
-    try:
-        send, connection_error = _smtp_sender(), None
-    except Exception as exc:  # an unusable connection must not cost the alert
-        send, connection_error = None, f"{type(exc).__name__}: {exc}"
+    send, connection_error = _sender_or_error()
     try:
         result = alert_failure(
             day.date().isoformat() if day else "unknown",
@@ -174,10 +180,7 @@ def _notify_skipped(context, why: str) -> None:
 
     from venue_risk.deliver import send_alert
 
-    try:
-        send, connection_error = _smtp_sender(), None
-    except Exception as exc:
-        send, connection_error = None, f"{type(exc).__name__}: {exc}"
+    send, connection_error = _sender_or_error()
     ti = context.get("task_instance") or context.get("ti")
     result = send_alert(day=_day(), task=getattr(ti, "task_id", "prepare_source"), error=why,
                         run_id=str(context.get("run_id", "")), settings=_settings(), send=send,
