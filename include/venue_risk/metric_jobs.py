@@ -91,39 +91,60 @@ def read_baselines(con: duckdb.DuckDBPyConnection, day: dt.date, days: int) -> d
     return out
 
 
-def liquidation_tables(data: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+def family_inputs(data: dict[str, pl.DataFrame], coverage: dict[str, dict] | None,
+                  section: str) -> dict[str, pl.DataFrame]:
+    """The inputs a metric family sees: `data` when the source covers what the family needs
+    (venue_risk.coverage.SECTION_NEEDS), else every frame emptied, so the family yields its
+    tables empty (their figures and sections then read `not_covered`, never a zero of data that
+    was not there) and never meets columns the source declared missing."""
+    from venue_risk.coverage import SECTION_NEEDS, needs_state
+
+    if coverage is None or needs_state(SECTION_NEEDS[section], coverage)[0] != "absent":
+        return data
+    return {name: frame.clear() for name, frame in data.items()}
+
+
+def liquidation_tables(data: dict[str, pl.DataFrame],
+                       coverage: dict[str, dict] | None = None) -> dict[str, pl.DataFrame]:
     """DESIGN 4.1 and 4.2: slippage per path and forced-execution cost."""
     from venue_risk.metrics import forced_cost, slippage
+
+    full, data = data, family_inputs(data, coverage, "slippage")
 
     executions = slippage.liquidation_executions(data["liquidations"], data["trades"], data["book_depth"])
     costs = forced_cost.forced_costs(executions, data["instruments"], data["risk_tiers"])
     sensitivity = pl.concat(
-        [forced_cost.margin_sensitivity(data["risk_tiers"], symbol)
-         for symbol in data["instruments"]["symbol"].sort().to_list()], how="vertical")
+        [forced_cost.margin_sensitivity(full["risk_tiers"], symbol)
+         for symbol in full["instruments"]["symbol"].sort().to_list()], how="vertical")
     return {
         "liquidation_executions": executions,
         "slippage_by_path": slippage.slippage_by_path(executions),
         "slippage_by_depth_bin": slippage.slippage_by_depth_bin(executions),
         "forced_costs": costs,
         "forced_cost_by_path": forced_cost.forced_cost_by_path(costs),
-        "insurance_fund_flows": forced_cost.insurance_fund_flows(data["liquidations"], data["insurance_fund"]),
+        "insurance_fund_flows": forced_cost.insurance_fund_flows(full["liquidations"], full["insurance_fund"]),
         "margin_sensitivity": sensitivity,
     }
 
 
 def market_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFrame],
-                  executions: pl.DataFrame) -> dict[str, pl.DataFrame]:
+                  executions: pl.DataFrame, coverage: dict[str, dict] | None = None) -> dict[str, pl.DataFrame]:
     """DESIGN 4.3 (crowding), 4.4 (index and mark integrity) and 4.5 (drift)."""
     from venue_risk.metrics import crowding, drift, index_integrity as ii
+
+    full = data
+    data = family_inputs(full, coverage, "index")
 
     prev = data["prev_index_components"]
     recomputed, status = ii.recompute_index_and_status(
         data["index_components"], data["instruments"], data["mark_index"],
         prev_index_components=prev if prev.height else None)
-    daily = crowding.funding_vol_daily(data["funding"], data["mark_index"], data["market_metrics"],
-                                       data["instruments"])
-    samples = drift.feature_samples(data["trades"], data["order_events"], data["mark_index"],
-                                    data["book_depth"], data["positions_eod"], executions)
+    cr = family_inputs(full, coverage, "crowding")
+    daily = crowding.funding_vol_daily(cr["funding"], cr["mark_index"], cr["market_metrics"],
+                                       cr["instruments"])
+    dr = family_inputs(full, coverage, "drift")
+    samples = drift.feature_samples(dr["trades"], dr["order_events"], dr["mark_index"],
+                                    dr["book_depth"], dr["positions_eod"], executions)
     return {
         "crowding": crowding.crowding_scores(daily, baselines["crowding"]),
         "index_gap_summary": ii.index_gap_summary(recomputed),
@@ -135,17 +156,18 @@ def market_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFra
         "broken_source_counterfactual": ii.broken_source_counterfactual(
             data["index_components"], data["instruments"], data["mark_index"], status,
             positions_eod=data["positions_eod"], risk_tiers=data["risk_tiers"]),
-        "mark_basis": ii.mark_basis(data["mark_index"]),
-        "mark_lag_by_vol_bucket": ii.mark_lag_by_vol_bucket(data["mark_index"], data["trades"]),
+        "mark_basis": ii.mark_basis(full["mark_index"]),
+        "mark_lag_by_vol_bucket": ii.mark_lag_by_vol_bucket(full["mark_index"], full["trades"]),
         "feature_samples": samples,
         "feature_drift": drift.feature_drift(
             samples, baselines["feature_samples"] if baselines["feature_samples"].height else samples.clear()),
-        "fill_quality_by_vol_bucket": drift.fill_quality_by_vol_bucket(data["trades"], data["mark_index"]),
+        "fill_quality_by_vol_bucket": drift.fill_quality_by_vol_bucket(dr["trades"], dr["mark_index"]),
     }
 
 
 def account_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFrame],
-                   day: dt.date, engine_latency_s: float = 1.0) -> dict[str, pl.DataFrame]:
+                   day: dt.date, engine_latency_s: float = 1.0,
+                   coverage: dict[str, dict] | None = None) -> dict[str, pl.DataFrame]:
     """DESIGN 4.6 (order flow), 4.7 (anomalies), 4.8 (cross margin), 4.9 (bands, cascades) and
     4.10 (API keys).
 
@@ -160,6 +182,8 @@ def account_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFr
     from venue_risk.metrics import (anomalies, api_scoping, cascade, cross_margin,
                                     liquidation_bands as bands_m, order_flow)
 
+    full = data
+    data = family_inputs(full, coverage, "order_flow")
     has_start = data["positions_start"].height > 0
     fills = order_flow.rebuild_positions(data["positions_start"], data["trades"])
     violations = order_flow.violations(data["order_events"], data["trades"], fills)
@@ -187,19 +211,23 @@ def account_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFr
         violations = hit.filter(~(pl.col("kind").str.starts_with("reduce_only")
                                   & pl.col("_quarantined").fill_null(False))).drop("_quarantined")
 
+    data = family_inputs(full, coverage, "anomalies")
     features = anomalies.minute_features(data["order_events"], data["leverage_changes"], data["book_depth"],
                                          data["mark_index"], data["liquidations"], data["trades"])
     baseline = baselines["minute_features"]
     z = anomalies.robust_z(features, baseline if baseline.height else None)
     incidents = anomalies.incidents(z)
 
+    data = family_inputs(full, coverage, "cross_margin")
     vols, corr = cross_margin.return_stats(data["mark_index"])
     stress = cross_margin.stress_cross_accounts(data["positions_eod"], data["accounts_eod"], data["mark_index"],
                                                 data["risk_tiers"], vols, corr)
+    data = family_inputs(full, coverage, "bands")
     marks = bands_m.eod_marks(data["mark_index"])
     bands = bands_m.position_bands(data["positions_eod"], data["accounts_eod"], data["risk_tiers"], marks)
     graph = cascade.build_graph(bands, data["book_depth"], data["mark_index"], data["risk_tiers"])
 
+    data = family_inputs(full, coverage, "api")
     history = baselines["api_scope_usage"]
     checklist = api_scoping.key_checklist(data["api_keys"], data["api_requests"], day,
                                           scope_history=history if history.height else None)
@@ -225,22 +253,26 @@ def account_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFr
 
 
 def compute_all(con: duckdb.DuckDBPyConnection, day: dt.date, baseline_days: int,
-                engine_latency_s: float = 1.0) -> dict[str, pl.DataFrame]:
+                engine_latency_s: float = 1.0, coverage: dict[str, dict] | None = None) -> dict[str, pl.DataFrame]:
     """Every metric table for `day`, including `venue_figures` (the day's headline figures in
     long form: figure, value), which later days read as their baseline. `engine_latency_s`: the
-    liquidation engine's round time in the cascade model (VENUE_RISK_ENGINE_LATENCY_S)."""
+    liquidation engine's round time in the cascade model (VENUE_RISK_ENGINE_LATENCY_S).
+    `coverage`: the gate's coverage block (None: the source carries everything); a family whose
+    datasets are not covered runs on empty inputs (`family_inputs`)."""
     from venue_risk.metrics import summary
 
     data = read_inputs(con, day)
     baselines = read_baselines(con, day, baseline_days)
-    tables = liquidation_tables(data)
-    tables |= market_tables(data, baselines, tables["liquidation_executions"])
-    tables |= account_tables(data, baselines, day, engine_latency_s)
+    tables = liquidation_tables(data, coverage)
+    tables |= market_tables(data, baselines, tables["liquidation_executions"], coverage)
+    tables |= account_tables(data, baselines, day, engine_latency_s, coverage)
     figures = summary.venue_day_figures(data["trades"], data["market_metrics"], data["liquidations"],
                                         data["insurance_fund"], tables["liquidation_executions"],
                                         tables["forced_costs"])
     figures |= summary.market_day_figures(tables)
     figures |= summary.account_day_figures(tables)
+    # the position rebuild needs the previous day's positions: without them it did not run
+    figures["position_rebuild_ran"] = 1.0 if data["positions_start"].height else 0.0
     tables["venue_figures"] = pl.DataFrame({"figure": list(figures),
                                             "value": [float(v) for v in figures.values()]})
     return {name: tables[name] for name in METRIC_TABLES}

@@ -60,10 +60,24 @@ def prepare_source(day: str | dt.date, settings: Settings) -> dict:
 
 
 def extract(day: str | dt.date, dataset: str, settings: Settings) -> dict:
-    """Land one dataset's day: {dataset, path, rows, source_files}."""
-    from venue_risk.landing import land_dataset
+    """Land one dataset's day: {dataset, path, rows, source_files, carried, declared}. A dataset
+    the source does not carry (venue_risk.coverage.source_declares) lands as an empty partition
+    with carried = False; the gate then reports it absent."""
+    import polars as pl
 
-    return land_dataset(settings.source(), dataset, as_date(day), settings.paths.landing)
+    from venue_risk.coverage import source_declares
+    from venue_risk.landing import land_dataset, landing_path
+    from venue_risk.schema import DATASETS
+
+    day, source = as_date(day), settings.source()
+    declared = source_declares(source, day)
+    if dataset not in declared:
+        path = write_parquet_atomic(pl.DataFrame(schema=DATASETS[dataset].schema),
+                                    landing_path(settings.paths.landing, dataset, day))
+        return {"dataset": dataset, "path": str(path), "rows": 0, "source_files": [],
+                "carried": False, "declared": None}
+    return land_dataset(source, dataset, day, settings.paths.landing) | {
+        "carried": True, "declared": declared[dataset]}
 
 
 def landed_paths(extracted: list[dict]) -> dict[str, str]:
@@ -82,7 +96,9 @@ def validate(day: str | dt.date, extracted: list[dict], settings: Settings) -> d
 
     day = as_date(day)
     result = run_gate(day, landed_paths(extracted), settings.paths.data,
-                      quarantine_limits=settings.quarantine_limits or None)
+                      quarantine_limits=settings.quarantine_limits or None,
+                      declared={e["dataset"]: e.get("declared") for e in extracted
+                                if e.get("carried", True)} if extracted else None)
     return {"status": result["status"], "path": str(quality_dir(settings, day) / "validation.json"),
             "quarantined": sum(q["rows"] for q in result["quarantined"])}
 
@@ -124,10 +140,13 @@ def compute_metrics(day: str | dt.date, settings: Settings) -> dict[str, str]:
     from venue_risk.metric_jobs import compute_all
     from venue_risk.warehouse import connect, day_versions
 
+    import json
+
     day = as_date(day)
+    coverage = json.loads((quality_dir(settings, day) / "validation.json").read_text()).get("coverage")
     with connect(settings.paths.warehouse, read_only=True) as con:
         versions = day_versions(con, window_start(day, settings.first_day, settings.baseline_days), day)
-        tables = compute_all(con, day, settings.baseline_days, settings.engine_latency_s)
+        tables = compute_all(con, day, settings.baseline_days, settings.engine_latency_s, coverage)
     write_json_atomic(baseline_record(day, settings.first_day, settings.baseline_days, versions),
                       baseline_path(settings, day))
     return {name: str(write_parquet_atomic(_with_date(frame, day), metrics_dir(settings, day) / f"{name}.parquet"))
@@ -183,7 +202,9 @@ def build_report(day: str | dt.date, extracted: list[dict], settings: Settings,
         frames["crowding_history"] = read_history(con, "crowding", day, settings.baseline_days)
         frames["insurance_fund"] = read_day(con, "insurance_fund", day)
         history = read_history(con, "venue_figures", day, settings.baseline_days)
+        returns = minute_returns(con, day)
     validation = json.loads((quality_dir(settings, day) / "validation.json").read_text())
+    coverage = validation.get("coverage")
     baseline = json.loads(baseline_path(settings, day).read_text())
     data_quality = data_quality_summary(validation)
     figures = dict(zip(frames["venue_figures"]["figure"].to_list(),
@@ -192,7 +213,9 @@ def build_report(day: str | dt.date, extracted: list[dict], settings: Settings,
     figures["data_quality_failed_checks"] = float(
         sum(1 for c in validation["checks"] if c["failed_count"]))
     rows = summary.summary_rows(figures, history if history.height else
-                                pl.DataFrame(schema={"date": pl.Date, "figure": pl.String, "value": pl.Float64}))
+                                pl.DataFrame(schema={"date": pl.Date, "figure": pl.String, "value": pl.Float64}),
+                                baseline_days=settings.baseline_days, coverage=coverage,
+                                samples=figure_samples(frames, returns), skipped=skipped_figures(figures, coverage))
     run_meta = {
         "run_id": run_id,
         "code_version": code_version(settings.paths.home),
@@ -204,9 +227,15 @@ def build_report(day: str | dt.date, extracted: list[dict], settings: Settings,
         "baseline_window_start": baseline["window_start"],
         "baseline_missing_days": baseline["missing_days"],
     }
+    import os
+
+    source = settings.source()
+    named = getattr(source, "venue", None)
+    venue_name = (settings.venue_name if "VENUE_RISK_VENUE_NAME" in os.environ or named is None
+                  else (named() or settings.venue_name))  # (the importer's manifest names the venue)
     context = build_context(
         date=day,
-        venue_name=settings.venue_name,
+        venue_name=venue_name,
         frames=frames,
         summary_rows=rows,
         history=history,
@@ -216,6 +245,7 @@ def build_report(day: str | dt.date, extracted: list[dict], settings: Settings,
         run_meta=run_meta,
         data_quality=data_quality,
         pseudonymize_key=pseudonym_key,
+        coverage=coverage,
     )
     context["baseline"] = baseline
     out = report_dir(settings, day)
@@ -225,6 +255,49 @@ def build_report(day: str | dt.date, extracted: list[dict], settings: Settings,
     if gx_results.exists():
         write_atomic(out / "gx_results.json", lambda tmp: tmp.write_bytes(gx_results.read_bytes()))
     return {k: str(v) for k, v in paths.items()} | {"status": context["overall_status"]}
+
+
+def minute_returns(con, day: dt.date) -> int | None:
+    """The fewest 1-minute mark returns any symbol has on `day` (minutes with a mark, less
+    one): the sample behind realized volatility and return correlations; None without marks."""
+    n = con.sql("SELECT min(m) FROM (SELECT symbol, count(DISTINCT date_trunc('minute', ts)) - 1 AS m "
+                f"FROM mark_index WHERE date = DATE '{day.isoformat()}' GROUP BY symbol)").fetchall()[0][0]
+    return None if n is None else int(n)
+
+
+def figure_samples(frames: dict, returns: int | None) -> dict[str, tuple[int, int, str]]:
+    """{figure: (n, minimum, what)} for the statistical headline figures (coverage.MIN_SAMPLES):
+    slippage p95 over liquidations with fills; mark basis p99 over the fewest seconds of any
+    symbol; crowding (realized vol) and the empirical cross-margin stress over the fewest
+    1-minute returns of any symbol."""
+    from venue_risk.coverage import MIN_SAMPLES
+
+    out: dict[str, tuple[int, int, str]] = {}
+    exe = frames.get("liquidation_executions")
+    if exe is not None and "slippage_bps" in exe.columns:
+        n = int(exe["slippage_bps"].drop_nulls().drop_nans().len())
+        out["slippage_p95_bps"] = (n, MIN_SAMPLES["liquidations_for_percentile"], "liquidations with fills")
+    basis = frames.get("mark_basis")
+    if basis is not None and basis.height and "seconds" in basis.columns:
+        out["mark_basis_p99_bps"] = (int(basis["seconds"].min()), MIN_SAMPLES["seconds_for_basis"],
+                                     "seconds of marks (fewest of any symbol)")
+    if returns is not None:
+        for figure in ("crowded_symbols", "crowded_vol_rising_symbols", "cross_breach_empirical_3s"):
+            out[figure] = (returns, MIN_SAMPLES["returns_for_vol"], "1-minute returns (fewest of any symbol)")
+    return out
+
+
+def skipped_figures(figures: dict[str, float], coverage: dict | None = None) -> dict[str, str]:
+    """{figure: reason} for the checks that could not run today: the position rebuild without
+    start-of-day positions; the published-index checks without a published index
+    (coverage.derived_index_skips)."""
+    from venue_risk.coverage import derived_index_skips
+
+    out = derived_index_skips(coverage)
+    if figures.get("position_rebuild_ran") == 0.0:
+        out["position_rebuild_mismatches"] = ("no start-of-day positions (the previous day's "
+                                              "positions_eod is not in the warehouse: the venue's first day here)")
+    return out
 
 
 def data_quality_summary(validation: dict) -> dict:

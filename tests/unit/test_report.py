@@ -288,7 +288,8 @@ def test_context_is_json_serializable_and_status_is_worst():
     rows = summary_frame()
     statuses = rows["status"].to_list()
     assert ctx["overall_status"] == summary.overall_status(rows) == "red"  # max buffer share > 1
-    assert ctx["status_counts"] == {s: statuses.count(s) for s in ("green", "amber", "red")}
+    assert ctx["status_counts"] == {s: statuses.count(s) for s in ("red", "amber", "green", "not_covered",
+                                                                   "insufficient_data", "skipped")}
     assert ctx["liquidation_count"] == len(LIQS)
     assert ctx["beyond_bankruptcy_count"] == 1
     assert [p["path"] for p in ctx["paths"]] == ["incremental", "auction", "market"]
@@ -516,7 +517,7 @@ def test_render_is_atomic_and_repeatable(tmp_path, rendered):
 
 def test_missing_frames_and_empty_inputs():
     ctx = build_context(DAY, "V", {}, pl.DataFrame(), pl.DataFrame(), [], {}, {}, None)
-    assert ctx["overall_status"] == "green"
+    assert ctx["overall_status"] == "insufficient_data"  # no figure rated: never green
     html = render_html(ctx)
     assert "No liquidations on this day" in html
 

@@ -88,13 +88,14 @@ def test_venue_day_figures_empty_day():
 
 def test_summary_rows_without_history(figures):
     rows = summary.summary_rows(figures, pl.DataFrame(schema=HISTORY_SCHEMA))
-    assert rows.columns == ["figure", "label", "value", "baseline", "baseline_days", "status", "threshold"]
+    assert rows.columns == ["figure", "label", "value", "baseline", "baseline_days", "status", "threshold", "n"]
     assert "insurance_fund_open" not in rows["figure"].to_list()  # helper figure, not a row
     r = by_figure(rows)
     assert r["volume_notional"]["label"] == "Volume (USDT)"
-    assert r["volume_notional"]["status"] == "green"
+    # a rule that only compares with the baseline checks nothing without one: not green
+    assert r["volume_notional"]["status"] == "insufficient_data"
     assert r["volume_notional"]["baseline"] is None and r["volume_notional"]["baseline_days"] == 0
-    assert r["volume_notional"]["threshold"] == "no baseline yet"
+    assert r["volume_notional"]["threshold"] == "insufficient data: baseline of 0 day(s) (minimum 3)"
     # 950 > 5 % of 697.2 (34.86): red on the absolute rule alone
     assert r["liquidation_notional"]["status"] == "red"
     assert r["liquidation_notional"]["threshold"] == (
@@ -115,7 +116,7 @@ def test_summary_rows_with_history():
              "insurance_fund_net": -60.0, "insurance_fund_open": 1000.0, "adl_events": 1.0,
              "max_buffer_share": math.nan, "trade_count": 6.0}
     hist = history({"volume_notional": [600.0, 700.0, 800.0], "liquidation_count": [1.0, 1.0, 2.0],
-                    "slippage_p95_bps": [40.0, 60.0], "trade_count": [30.0, 40.0]})
+                    "slippage_p95_bps": [40.0, 60.0], "trade_count": [30.0, 40.0, 35.0]})
     r = by_figure(summary.summary_rows(today, hist))
     # volume: baseline median(600, 700, 800) = 700; 697.2 within [0.5x, 2x]
     assert r["volume_notional"]["baseline"] == approx(700.0) and r["volume_notional"]["baseline_days"] == 3
@@ -172,7 +173,8 @@ def test_threshold_override_and_data_quality():
 
 
 def test_overall_status():
-    assert summary.overall_status(pl.DataFrame(schema=summary.SUMMARY_SCHEMA)) == "green"
+    # nothing rated is never green
+    assert summary.overall_status(pl.DataFrame(schema=summary.SUMMARY_SCHEMA)) == "insufficient_data"
     rows = pl.DataFrame({"status": ["green", "amber", "green"]})
     assert summary.overall_status(rows) == "amber"
 

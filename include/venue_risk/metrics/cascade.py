@@ -196,10 +196,13 @@ def graph_from_parts(marks: Mapping[str, float], depth: pl.DataFrame, correlatio
     if unknown:
         raise InputError("positions_eod", f"positions in symbol(s) {unknown} without a mark",
                          column="symbol", expected="a mark and book depth for every symbol")
-    pos = pos.with_columns(
-        pl.col("symbol").replace_strict(idx, return_dtype=I64).alias("sym"),
-        (pl.col("size").abs() * pl.col("symbol").replace_strict(dict(marks), return_dtype=F64))
-        .alias("notional"))
+    if pos.height == 0:  # (replace_strict cannot type an empty mapping)
+        pos = pos.with_columns(pl.lit(None, I64).alias("sym"), pl.lit(None, F64).alias("notional"))
+    else:
+        pos = pos.with_columns(
+            pl.col("symbol").replace_strict(idx, return_dtype=I64).alias("sym"),
+            (pl.col("size").abs() * pl.col("symbol").replace_strict(dict(marks), return_dtype=F64))
+            .alias("notional"))
     tiers = dict(tiers or {})
     cross = pos.filter(pl.col("margin_mode") == "cross")
     missing = sorted(set(cross["symbol"].to_list()) - set(tiers))

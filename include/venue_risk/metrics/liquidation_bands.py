@@ -367,7 +367,7 @@ def liquidations_at_risk(bands: pl.DataFrame, mark_eod: pl.DataFrame, bucket_pct
         .agg(pl.len().cast(I64).alias("positions"), pl.col("notional").sum(),
              pl.col("liquidation_notional").sum())
     )
-    grid = pl.DataFrame({"symbol": symbols}).join(
+    grid = pl.DataFrame({"symbol": symbols}, schema={"symbol": pl.String}).join(
         pl.DataFrame({"side": ["long", "short"]}), how="cross").join(
         pl.DataFrame({"bucket": list(range(1, n_buckets + 1))}, schema={"bucket": I64}), how="cross")
     sign = pl.when(pl.col("side") == "long").then(-1.0).otherwise(1.0)
@@ -377,7 +377,8 @@ def liquidations_at_risk(bands: pl.DataFrame, mark_eod: pl.DataFrame, bucket_pct
                       pl.col("liquidation_notional").fill_null(0.0),
                       pl.lit(date, dtype=pl.Date).alias("date"),
                       (sign * pl.col("bucket") * bucket_pct).alias("distance_pct"),
-                      pl.col("symbol").replace_strict(marks, default=None, return_dtype=F64).alias("_mark"))
+                      (pl.col("symbol").replace_strict(marks, default=None, return_dtype=F64) if marks
+                       else pl.lit(None, F64)).alias("_mark"))
         .with_columns((pl.col("_mark") * (1 + pl.col("distance_pct") / 100)).alias("price_outer"))
         .sort("symbol", "side", "bucket")
         .with_columns(pl.col("notional").cum_sum().over("symbol", "side").alias("cumulative_notional"),

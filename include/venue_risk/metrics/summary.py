@@ -186,7 +186,18 @@ SUMMARY_SCHEMA: dict[str, pl.DataType] = {
     "baseline_days": pl.Int64,
     "status": pl.String,
     "threshold": pl.String,
+    "n": pl.Int64,  # samples behind a statistical figure (None for counts and sums)
 }
+
+#: Figures whose rule is only a comparison with the baseline: with fewer baseline days than
+#: coverage.MIN_SAMPLES["baseline_days"], or on a partial day, nothing checks them.
+def _ratio_only(rule: dict[str, Any]) -> bool:
+    return bool(rule) and set(rule) <= {"ratio_above", "ratio_below", "if_missing"}
+
+
+#: Figures measured against a baseline of earlier days by their family (drift compares today's
+#: feature distributions with earlier days'): too few days and the figure says so.
+BASELINE_FAMILY_FIGURES = ("drifted_features",)
 
 
 def _missing(x: float | None) -> bool:
@@ -419,7 +430,9 @@ def _evaluate(figure: str, value: float, baseline: float | None, rule: dict[str,
 
 def summary_rows(today: dict[str, float], history: pl.DataFrame,
                  thresholds: dict[str, dict[str, Any]] | None = None,
-                 baseline_days: int = BASELINE_DAYS) -> pl.DataFrame:
+                 baseline_days: int = BASELINE_DAYS, coverage: dict[str, dict] | None = None,
+                 samples: dict[str, tuple[int, int, str]] | None = None,
+                 skipped: dict[str, str] | None = None) -> pl.DataFrame:
     """One row per headline figure: figure, label (with unit), value, baseline, baseline_days,
     status (green / amber / red) and threshold (the text of the rule that sets the status).
 
@@ -431,15 +444,46 @@ def summary_rows(today: dict[str, float], history: pl.DataFrame,
     else green; without a baseline only the absolute clauses apply and the threshold text says
     "no baseline yet". Figures in HEADLINE_FIGURES that are absent from `today` are skipped;
     other figures get a row when `thresholds` names them.
+
+    Coverage (venue_risk.coverage, DESIGN 2), before any rule: a figure needing a dataset (or a
+    column) the source does not carry is `not_covered` with no value; a figure in `skipped`
+    ({figure: reason}: its check could not run) is `skipped` with no value; a figure in
+    `samples` ({figure: (n, minimum, what)}) with n < minimum is `insufficient_data` (value and
+    n shown). On a partial day (coverage window) ratio rules are off; a figure whose rule is
+    only a ratio to the baseline is `insufficient_data` on a partial day or with fewer than
+    MIN_SAMPLES["baseline_days"] baseline days, as is drifted_features.
     """
+    from venue_risk.coverage import MIN_SAMPLES, figure_needs, needs_state, not_covered_text
+
     rules = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
     names = [f for f in HEADLINE_FIGURES if f in today]
     names += [f for f in (thresholds or {}) if f in today and f not in names]
+    min_days = MIN_SAMPLES["baseline_days"]
     records = []
     for figure in names:
         value = _num(today[figure])
         baseline, n = _baseline(history, figure, baseline_days)
-        status, text = _evaluate(figure, value, baseline, rules.get(figure, {}), today)
+        rule = rules.get(figure, {})
+        state, missing, window = (needs_state(figure_needs(figure), coverage) if coverage
+                                  else ("complete", [], None))
+        count, minimum, what = (samples or {}).get(figure, (None, 0, ""))
+        if state == "absent":
+            status, text, value = "not_covered", not_covered_text(missing), math.nan
+        elif figure in (skipped or {}):
+            status, text, value = "skipped", f"skipped: {skipped[figure]}", math.nan
+        elif count is not None and count < minimum:
+            status, text = "insufficient_data", f"insufficient data: n = {count} {what} (minimum {minimum})"
+        elif state == "partial" and (_ratio_only(rule) or figure in BASELINE_FAMILY_FIGURES):
+            status, text = "insufficient_data", ("data window only: no full-day baseline to "
+                                                 "compare with")
+        elif (_ratio_only(rule) or figure in BASELINE_FAMILY_FIGURES) and n < min_days:
+            status, text = "insufficient_data", (f"insufficient data: baseline of {n} day(s) "
+                                                 f"(minimum {min_days})")
+        else:
+            base = None if state == "partial" else baseline
+            status, text = _evaluate(figure, value, base, rule, today)
+            if state == "partial" and ("ratio_above" in rule or "ratio_below" in rule):
+                text = f"{text} (window only: baseline comparison off)"
         records.append({
             "figure": figure,
             "label": FIGURE_LABELS.get(figure, figure),
@@ -448,13 +492,16 @@ def summary_rows(today: dict[str, float], history: pl.DataFrame,
             "baseline_days": n,
             "status": status,
             "threshold": text,
+            "n": count,
         })
     return pl.DataFrame(records, schema=SUMMARY_SCHEMA) if records else pl.DataFrame(schema=SUMMARY_SCHEMA)
 
 
 def overall_status(rows: pl.DataFrame) -> str:
-    """The worst status among the rows (red > amber > green); green when there are none."""
-    worst = 0
-    for status in rows["status"].to_list() if rows.height else []:
-        worst = max(worst, STATUSES.index(status))
-    return STATUSES[worst]
+    """The worst status among the covered figures (red > amber > green; not_covered,
+    insufficient_data and skipped figures do not count); `insufficient_data` when no figure
+    could be rated (never green on data nobody checked)."""
+    rated = [s for s in (rows["status"].to_list() if rows.height else []) if s in STATUSES]
+    if not rated:
+        return "insufficient_data"
+    return STATUSES[max(STATUSES.index(s) for s in rated)]

@@ -183,10 +183,17 @@ def _with_reasons(checks: list[dict], bad_rows: dict[str, dict[int, str]],
 
 
 def run_gate(day: dt.date, landed: dict[str, str], data_root: Path,
-             quarantine_limits: dict[str, float] | None = None) -> dict:
+             quarantine_limits: dict[str, float] | None = None,
+             declared: dict[str, dict | None] | None = None) -> dict:
     """Validate the landed day and write the outputs above. Returns validation.json's content;
     raises DataQualityError on a critical failure, including a quarantine above a dataset's
-    limit (`quarantine_limits`, share of landed rows; default quality.limits)."""
+    limit (`quarantine_limits`, share of landed rows; default quality.limits).
+
+    `declared`: {dataset: manifest entry or None} for the datasets the source carries (None:
+    all 16). A dataset not carried is landed empty, is not validated, and is `absent` in the
+    result's `coverage` block ({dataset: venue_risk.coverage.measure(...)}), which the metric
+    stage and the report read; a carried dataset without a landed partition is critical."""
+    from venue_risk.coverage import measure
     from venue_risk.quality.suites import import_gx, run_suites, volume_bands
 
     started = time.perf_counter()
@@ -196,12 +203,22 @@ def run_gate(day: dt.date, landed: dict[str, str], data_root: Path,
     qdir = data_root / "quality" / f"date={day.isoformat()}"
     checks: list[dict] = []
     frames: dict[str, pl.DataFrame] = {}
+    absent: dict[str, pl.DataFrame] = {}
     row_counts: dict[str, int] = {}
+    coverage: dict[str, dict] = {}
+    carried = declared if declared is not None else {name: None for name in DATASETS}
+    not_landed = [d for d in DATASETS if d in carried and d not in landed]
+    if not_landed:
+        checks.append({"dataset": ", ".join(not_landed), "check": "dataset present", "severity": "critical",
+                       "expectation": "landed partition", "failed_count": len(not_landed),
+                       "example": f"no landed partition for {len(not_landed)} carried dataset(s): "
+                                  + ", ".join(not_landed)})
     for dataset in DATASETS:
+        if dataset not in carried:
+            coverage[dataset] = measure(dataset, None, day, carried=False)
+            absent[dataset] = pl.DataFrame(schema=DATASETS[dataset].schema)
+            continue
         if dataset not in landed:
-            checks.append({"dataset": dataset, "check": "dataset present", "severity": "critical",
-                           "expectation": "landed partition", "failed_count": 1,
-                           "example": "no landed partition"})
             continue
         frame = pl.read_parquet(Path(landed[dataset]))
         row_counts[dataset] = frame.height
@@ -213,8 +230,9 @@ def run_gate(day: dt.date, landed: dict[str, str], data_root: Path,
         checks += units
         if not any(c["failed_count"] for c in units):
             frames[dataset] = frame
+            coverage[dataset] = measure(dataset, frame, day, carried=True, declared=carried[dataset])
     gx_checks, bad_rows, gx_results = run_suites(
-        day, frames, volume_bands(data_root / "quality", day))
+        day, frames, volume_bands(data_root / "quality", day), coverage)
     gx_checks += quarantine_symbol_dependents(frames, bad_rows)
     gx_checks += quarantine_dependents(frames, bad_rows)
     limits = quarantine_limits if quarantine_limits is not None else DEFAULT_QUARANTINE_LIMITS
@@ -232,8 +250,11 @@ def run_gate(day: dt.date, landed: dict[str, str], data_root: Path,
         kinds = {c["check"]: c["expectation"] for c in gx_checks if c["dataset"] == dataset}
         quarantined += [{"dataset": dataset, "reason": r, "expectation": kinds.get(r, ""), "rows": n}
                         for r, n in sorted(counts.items())]
+    for dataset, rows in bad_rows.items():  # rows the gate kept, as the metrics will see them
+        if dataset in coverage and rows:
+            coverage[dataset]["rows_validated"] = coverage[dataset]["rows"] - len(rows)
     result = {"date": day.isoformat(), "status": status, "checks": checks,
-              "quarantined": quarantined, "row_counts": row_counts,
+              "quarantined": quarantined, "row_counts": row_counts, "coverage": coverage,
               "engine": "great_expectations (ephemeral context, pandas datasource)",
               "gx_import_seconds": round(gx_import_s, 3)}
     write_json_atomic(gx_results, qdir / "gx_results.json")
@@ -275,6 +296,8 @@ def run_gate(day: dt.date, landed: dict[str, str], data_root: Path,
     # two datasets at a time: sorting and writing Parquet run in Polars without the GIL
     with ThreadPoolExecutor(max_workers=2) as pool:
         done = dict(zip(frames, pool.map(split, frames, frames.values())))
+    for dataset, empty in absent.items():  # not carried: an empty partition, so the load is uniform
+        done[dataset] = (str(write_parquet_atomic(empty, partition(data_root / "validated", dataset, day))), None)
     validated = {dataset: path for dataset, (path, _) in done.items()}
     parts = [bad for _, bad in done.values() if bad is not None]
     combined = pl.concat(parts) if parts else pl.DataFrame(schema=QUARANTINE_SCHEMA)

@@ -122,14 +122,21 @@ def _in_set(col: str, values, severity: str = "warning") -> Rule:
 
 
 def suite_rules(dataset: str, day: dt.date, symbols: list[str],
-                volume_band: tuple[float, float] | None) -> list[Rule]:
+                volume_band: tuple[float, float] | None,
+                missing_columns: frozenset[str] = frozenset(),
+                window_end: dt.datetime | None = None) -> list[Rule]:
     """The expectations of one dataset for day `day` (`symbols`: the day's instruments;
-    `volume_band`: allowed row count range from the trailing average, None without history)."""
+    `volume_band`: allowed row count range from the trailing average, None without history or
+    on a partial day). Only datasets the source carries are validated. `missing_columns`: columns
+    the source declares it cannot fill (coverage manifest): they may be null, and the figures
+    needing them are not covered. `window_end`: the end of a declared partial window, which the
+    freshness rules measure against instead of the end of the day."""
     spec = DATASETS[dataset]
     rules: list[Rule] = [_c("columns are the canonical columns in order",
                             "ExpectTableColumnsToMatchOrderedList", column_list=spec.columns)]
     if dataset in MUST_HAVE_ROWS:
-        rules.append(_c("at least one row", "ExpectTableRowCountToBeBetween", min_value=1))
+        rules.append(_c("at least one row (the source carries this dataset, so an empty day is "
+                        "a broken export)", "ExpectTableRowCountToBeBetween", min_value=1))
     for key in spec.keys:
         rules.append(_c(f"{key} not null", "ExpectColumnValuesToNotBeNull", column=key))
     if len(spec.keys) == 1:
@@ -149,8 +156,9 @@ def suite_rules(dataset: str, day: dt.date, symbols: list[str],
     if "symbol" in spec.schema and dataset != "instruments":
         rules.append(_q("symbol is a listed instrument", "ExpectColumnValuesToBeInSet",
                         column="symbol", value_set=sorted(symbols)))
-    rules += _SPECIFIC[dataset](day)
-    rules += _generic_rules(dataset)
+    specific = _SPECIFIC[dataset](day) if dataset != "mark_index" else _mark_index(day, window_end)
+    rules += [r for r in specific if r.kwargs.get("column") not in missing_columns]
+    rules += _generic_rules(dataset, missing_columns)
     if volume_band is not None and dataset in VOLUME_DATASETS:
         lo, hi = volume_band
         rules.append(Rule(f"row count within {VOLUME_BAND[0]:g}x-{VOLUME_BAND[1]:g}x of the "
@@ -168,14 +176,14 @@ def suite_rules(dataset: str, day: dt.date, symbols: list[str],
     return unique
 
 
-def _generic_rules(dataset: str) -> list[Rule]:
+def _generic_rules(dataset: str, missing_columns: frozenset[str] = frozenset()) -> list[Rule]:
     """The rules every column gets from the schema alone, so no metric meets a null, a NaN, an
     infinity or an unknown enum value after the load: every column outside NULLABLE not null;
     every enumerated column (ENUMS) in its set; every float column finite (|x| <= 1e12 or its
     dataset's wider bound, NaN included as null in GX); every nullable float column not NaN
     (a helper column, since pandas reads NaN as null)."""
     spec = DATASETS[dataset]
-    nullable = NULLABLE.get(dataset, frozenset())
+    nullable = NULLABLE.get(dataset, frozenset()) | missing_columns
     rules: list[Rule] = []
     for col, dtype in spec.schema.items():
         if col not in nullable and col not in spec.keys:  # (keys: critical not-null rules)
@@ -254,14 +262,15 @@ def _order_events(day):
             *_finite("cum_filled_qty", 0, BIG)]
 
 
-def _mark_index(day):
-    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
+def _mark_index(day, window_end: dt.datetime | None = None):
+    end = window_end or dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
     rules = []
     for col in ("mark_price", "index_price", "last_price", "best_bid", "best_ask"):
         rules += _positive(col)
     rules.append(_q(f"mark within {MARK_INDEX_BAND:.0%} of index", "ExpectColumnValuesToBeBetween",
                     column="_dq_mark_index_gap", min_value=0, max_value=MARK_INDEX_BAND))
-    rules.append(_c(f"every symbol's series reaches the last minute of the day (lag <= {FRESHNESS_S} s)",
+    reach = "the last minute of the day" if window_end is None else f"the end of the declared window {end:%H:%M:%S}"
+    rules.append(_c(f"every symbol's series reaches {reach} (lag <= {FRESHNESS_S} s)",
                     "ExpectColumnValuesToBeBetween", column="_dq_symbol_end_lag_s",
                     min_value=0, max_value=FRESHNESS_S))
     rules.append(_c(f"series reaches {end - dt.timedelta(seconds=FRESHNESS_S):%H:%M:%S}",
@@ -387,26 +396,33 @@ def _depth_ok_symbols(book_depth: pl.DataFrame) -> pl.Series:
 
 
 def with_helper_columns(dataset: str, frame: pl.DataFrame, frames: dict[str, pl.DataFrame],
-                        day: dt.date) -> pl.DataFrame:
+                        day: dt.date, missing_columns: frozenset[str] = frozenset(),
+                        window_end: dt.datetime | None = None) -> pl.DataFrame:
     """Add the `_dq_` columns the cross-dataset and cross-column expectations of `dataset` read
     (each True where the row is fine; null inputs count as fine here, the not-null rules catch
     them)."""
     spec = DATASETS[dataset]
     frame = frame.with_columns([pl.col(c).is_nan().fill_null(False).alias(f"_dq_nan_{c}")
-                                for c in NULLABLE.get(dataset, ()) if spec.schema[c] == pl.Float64])
+                                for c in NULLABLE.get(dataset, frozenset()) | missing_columns
+                                if spec.schema[c] == pl.Float64])
     if spec.day_column and spec.schema[spec.day_column] == pl.Date:
         # a Date value set does not survive GX's suite serialization: compare ISO strings
         frame = frame.with_columns(pl.col(spec.day_column).dt.to_string("%Y-%m-%d").alias("_dq_day_iso"))
     if dataset == "instruments":
         tiered = _frame(frames, "risk_tiers")["symbol"].drop_nulls().unique()
         marked = _frame(frames, "mark_index")["symbol"].drop_nulls().unique()
+        def listed_in(dataset: str, symbols: pl.Series) -> pl.Expr:
+            # a dataset the source does not carry cannot vouch for the symbol (nor count against it)
+            if dataset not in frames:
+                return pl.lit(True)
+            return pl.col("symbol").is_in(symbols.implode()).fill_null(True)
+
         return frame.with_columns(
             (pl.col("index_sources").list.drop_nulls().list.unique().list.len()
              >= pl.col("index_min_sources")).fill_null(True).alias("_dq_index_sources_ok"),
-            pl.col("symbol").is_in(tiered.implode()).fill_null(True).alias("_dq_has_tiers"),
-            pl.col("symbol").is_in(marked.implode()).fill_null(True).alias("_dq_has_marks"),
-            pl.col("symbol").is_in(_depth_ok_symbols(_frame(frames, "book_depth")).implode())
-            .fill_null(True).alias("_dq_depth_ok"))
+            listed_in("risk_tiers", tiered).alias("_dq_has_tiers"),
+            listed_in("mark_index", marked).alias("_dq_has_marks"),
+            listed_in("book_depth", _depth_ok_symbols(_frame(frames, "book_depth"))).alias("_dq_depth_ok"))
     if dataset == "risk_tiers":
         ordered = frame.with_row_index("_i").sort("symbol", "tier", nulls_last=True)
         prev_cap = pl.col("notional_cap").shift(1).over("symbol")
@@ -429,11 +445,17 @@ def with_helper_columns(dataset: str, frame: pl.DataFrame, frames: dict[str, pl.
             .unique("symbol"), on="symbol", how="left", maintain_order="left"))
         fee_ok = (((rates["taker_fee_rate"] < 0) | (frame["taker_fee"] >= 0)).fill_null(True)
                   & ((rates["maker_fee_rate"] < 0) | (frame["maker_fee"] >= 0)).fill_null(True))
+        def order_known(col: str) -> pl.Expr:
+            # without order_events (or with the order ids declared missing) nothing to refer to
+            if "order_events" not in frames or col in missing_columns:
+                return pl.lit(True)
+            return pl.col(col).is_in(order_ids.implode()).fill_null(False)
+
         return frame.with_columns(
-            (pl.col("liquidation_id").is_null()
+            (pl.col("liquidation_id").is_null() | pl.lit("liquidations" not in frames)
              | pl.col("liquidation_id").is_in(liq_ids.implode())).alias("_dq_liquidation_known"),
-            pl.col("taker_order_id").is_in(order_ids.implode()).fill_null(False).alias("_dq_taker_order_known"),
-            pl.col("maker_order_id").is_in(order_ids.implode()).fill_null(False).alias("_dq_maker_order_known"),
+            order_known("taker_order_id").alias("_dq_taker_order_known"),
+            order_known("maker_order_id").alias("_dq_maker_order_known"),
             (pl.col("symbol") == liq_symbol).fill_null(True).alias("_dq_fill_symbol_matches"),
             fee_ok.alias("_dq_fee_sign_ok"),
         )
@@ -462,14 +484,15 @@ def with_helper_columns(dataset: str, frame: pl.DataFrame, frames: dict[str, pl.
             .alias("_dq_pool_known"),
         )
     if dataset == "mark_index":
-        end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
+        day_end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
+        end = min(window_end, day_end) if window_end else day_end
         # the freshness lag is measured on the rows inside the day: rows of the next day are
         # the day rule's business (quarantined and shown), not a stale series
-        in_day_max = pl.col("ts").filter(pl.col("ts") < pl.lit(end)).max().over("symbol")
+        in_day_max = pl.col("ts").filter(pl.col("ts") < pl.lit(day_end)).max().over("symbol")
         return frame.with_columns(
             ((pl.col("mark_price") / pl.col("index_price") - 1).abs()).alias("_dq_mark_index_gap"),
-            ((pl.lit(end) - in_day_max).dt.total_microseconds() / 1e6).fill_null(86_400.0)
-            .alias("_dq_symbol_end_lag_s"),
+            ((pl.lit(end) - in_day_max).dt.total_microseconds() / 1e6).clip(lower_bound=0.0)
+            .fill_null(86_400.0).alias("_dq_symbol_end_lag_s"),
         )
     if dataset == "funding":
         caps = _frame(frames, "instruments")
@@ -541,8 +564,12 @@ def _to_pandas(frame: pl.DataFrame) -> "pandas.DataFrame":  # noqa: F821
 
 
 def run_suites(day: dt.date, frames: dict[str, pl.DataFrame],
-               volume_bands: dict[str, tuple[float, float]]) -> tuple[list[dict], dict[str, dict[int, str]], dict]:
-    """Run the GX suite of every frame. Returns (checks, bad_rows, gx_results):
+               volume_bands: dict[str, tuple[float, float]],
+               coverage: dict[str, dict] | None = None) -> tuple[list[dict], dict[str, dict[int, str]], dict]:
+    """Run the GX suite of every frame (the datasets the source carries). `coverage`: the
+    gate's coverage per dataset (venue_risk.coverage.measure): its declared missing columns may
+    be null, a declared window end replaces the end of the day in the freshness rules, and the
+    volume band applies to complete days only. Returns (checks, bad_rows, gx_results):
     checks in the gate's result shape; bad_rows {dataset: {row index: reason}} for the
     quarantine (first failing expectation per row, in suite order); gx_results {dataset: GX
     validation result as JSON}."""
@@ -559,8 +586,13 @@ def run_suites(day: dt.date, frames: dict[str, pl.DataFrame],
     timings: dict[str, float] = {}
     for dataset, frame in frames.items():
         t_start = time.perf_counter()
-        checked = with_helper_columns(dataset, frame, frames, day)
-        rules = suite_rules(dataset, day, symbols, volume_bands.get(dataset))
+        cov = (coverage or {}).get(dataset) or {}
+        missing = frozenset(cov.get("missing_columns") or ())
+        window_end = (dt.datetime.fromisoformat(cov["window_end"]) if cov.get("declared_window")
+                      and cov.get("window_end") else None)
+        checked = with_helper_columns(dataset, frame, frames, day, missing, window_end)
+        band = volume_bands.get(dataset) if cov.get("state", "complete") == "complete" else None
+        rules = suite_rules(dataset, day, symbols, band, missing, window_end)
         # the canonical columns, then the helper columns this gate added
         rules[0] = Rule(rules[0].name, "critical", rules[0].kind, {"column_list": checked.columns})
         # the suite is built whole and validated on the batch directly: adding expectations one

@@ -616,13 +616,23 @@ def api_sentence(section: dict) -> str | None:
 
 # -- everything ---------------------------------------------------------------------------------
 
-def account_context(frames: dict, key: bytes | None) -> dict:
+def account_context(frames: dict, key: bytes | None, covered=lambda section: True) -> dict:
+    """The account-side sections and their page-one sentences (none for a section the source
+    does not cover: `covered(section)`)."""
     of = order_flow_section(frames, key)
     an = anomalies_section(frames)
     cm = cross_margin_section(frames, key)
     bd = bands_section(frames, key)
     api = api_section(frames, key)
-    sentences = [s for s in (order_flow_sentence(of), rebuild_sentence(of), anomalies_sentence(an),
-                             cross_margin_sentence(cm), api_sentence(api)) if s]
+    candidates = []
+    if covered("order_flow"):
+        candidates += [order_flow_sentence(of), rebuild_sentence(of)]
+    if covered("anomalies"):
+        candidates.append(anomalies_sentence(an))
+    if covered("cross_margin"):
+        candidates.append(cross_margin_sentence(cm))
+    if covered("api"):
+        candidates.append(api_sentence(api))
+    sentences = [s for s in candidates if s]
     return {"order_flow": of, "anomalies": an, "cross_margin": cm, "bands": bd, "api": api,
             "account_narrative": sentences}

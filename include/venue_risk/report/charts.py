@@ -327,6 +327,8 @@ def liquidation_notional_trend(points: list[dict], today: str) -> str:
     pts = sorted((p for p in points if _finite(p.get("value"))), key=lambda p: p["date"])
     if not pts:
         return empty_panel(title, "No history yet")
+    if not any(p["value"] for p in pts):  # all zero: axes of a zero range would read "0 0 -0"
+        return empty_panel(title, f"No liquidated notional on any of the {len(pts)} day(s)", height=1.0)
 
     def build() -> str:
         with plt.rc_context(STYLE):
@@ -581,6 +583,9 @@ def cascade_amplification(series: list[dict], shocks: list[float]) -> str:
     down (left panel) and up (right panel); 1.0 = no cascade."""
     title = "Cascade amplification by shock size"
     series = [s for s in series if any(_finite(p[1]) for p in s.get("points") or [])]
+    if series and not any(abs(p[1] - 1.0) > 1e-12 for s in series for p in s["points"] if _finite(p[1])):
+        return empty_panel(title, "No cascade: every shock stays at 1.0x (no position it would liquidate)",
+                           height=1.0)
     if not series:
         return empty_panel(title, "No cascade computed today (no positions or no book depth)", height=1.0)
 

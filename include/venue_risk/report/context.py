@@ -550,7 +550,8 @@ def _narrative(paths: list[dict], worst: dict | None, fund_total: dict, beyond: 
 
 def build_context(date: str | dt.date, venue_name: str, frames: dict[str, pl.DataFrame],
                   summary_rows: pl.DataFrame, history: pl.DataFrame, methodology: list[dict],
-                  run_meta: dict, data_quality: dict, pseudonymize_key: bytes | None = None) -> dict:
+                  run_meta: dict, data_quality: dict, pseudonymize_key: bytes | None = None,
+                  coverage: dict[str, dict] | None = None) -> dict:
     """Everything the report shows, as a JSON-serializable dict.
 
     frames: metric tables by name (slippage_by_path, slippage_by_depth_bin, liquidation_executions,
@@ -559,7 +560,11 @@ def build_context(date: str | dt.date, venue_name: str, frames: dict[str, pl.Dat
     pseudonymize_key: HMAC key of the account pseudonyms (a deployment secret); None -> the
     environment's VENUE_RISK_PSEUDONYM_KEY, and without one accounts are shown as recorded with a
     note saying so (`resolve_pseudonym_key`); b"" -> accounts shown unchanged.
+    coverage: the gate's coverage block (venue_risk.coverage); None: the source carries every
+    dataset over the whole day. Sections whose datasets are absent say "not covered".
     """
+    from venue_risk.coverage import SECTION_NEEDS, needs_state, report_scope
+
     day = date.isoformat() if isinstance(date, dt.date) else str(date)[:10]
     key, pseudonym_note = resolve_pseudonym_key(pseudonymize_key)
 
@@ -579,7 +584,16 @@ def build_context(date: str | dt.date, venue_name: str, frames: dict[str, pl.Dat
         fig_name = str(r.get("figure"))
         unit = r.get("unit") or figure_unit(fig_name)
         status = str(r.get("status") or "green").lower()
+        n = r.get("n")
+        display = format_figure(fig_name, r.get("value"), unit)
+        if status == "not_covered":
+            display = "not covered"
+        elif status == "skipped":
+            display = "skipped"
+        elif n is not None:  # a statistical figure shows its sample size, sufficient or not
+            display = f"{display} (n = {n:,})" if r.get("value") is not None else f"n = {n:,}"
         figures.append({
+            "n": n,
             "figure": fig_name,
             "label": r.get("label") or fig_name.replace("_", " "),
             "value": r.get("value"),
@@ -588,14 +602,37 @@ def build_context(date: str | dt.date, venue_name: str, frames: dict[str, pl.Dat
             "status": status,
             "threshold": r.get("threshold") or "",
             "unit": unit,
-            "display": format_figure(fig_name, r.get("value"), unit),
+            "display": display,
             "baseline_display": format_figure(fig_name, r.get("baseline"), unit)
             if r.get("baseline") is not None else "n/a",
         })
     figures_main, figures_by_path = _group_path_figures(figures)
+    not_covered = [f for f in figures_main if f["status"] == "not_covered"]
+    figures_main = [f for f in figures_main if f["status"] != "not_covered"]
+    if figures_by_path and all(r["status"] == "not_covered" for r in figures_by_path):
+        figures_by_path = []
     statuses = [f["status"] for f in figures if f["status"] in STATUS_RANK]
-    overall = max(statuses, key=STATUS_RANK.get) if statuses else "green"
-    status_counts = {s: statuses.count(s) for s in STATUS_RANK}
+    # never green on data nobody could rate: without a covered, rated figure the day is
+    # insufficient_data
+    overall = max(statuses, key=STATUS_RANK.get) if statuses else "insufficient_data"
+    status_counts = {s: [f["status"] for f in figures].count(s)
+                     for s in ("red", "amber", "green", "not_covered", "insufficient_data", "skipped")}
+    sections = {}
+    for name, needs in SECTION_NEEDS.items():
+        state, missing, window = needs_state(needs, coverage) if coverage else ("complete", [], None)
+        sections[name] = {"state": state, "missing": [m.replace(".", " column ") for m in missing],
+                          "window": window.label() if window else None}
+    from venue_risk.coverage import derived_index_skips
+
+    index_skips = derived_index_skips(coverage)
+    if index_skips:
+        sections["index"]["note"] = (
+            "Index checks skipped: the source has no published index. index_price was reconstructed "
+            "by the importer from the index components it was given, so the venue's own index rule "
+            "and basket cannot be tested (gap to the rule, broken and single-source scenarios). Mark "
+            "basis, mark lag and source staleness below are measured on the reconstructed series.")
+    scope = report_scope(coverage) if coverage else {"kind": "full", "absent": [], "partial": {},
+                                                      "window": None, "sentence": ""}
 
     # liquidations and slippage
     paths = _path_summary(sbp)
@@ -660,21 +697,33 @@ def build_context(date: str | dt.date, venue_name: str, frames: dict[str, pl.Dat
 
     from venue_risk.report.market import market_context
 
-    market = market_context(frames, day)
+    def covered(section: str) -> bool:
+        return sections[section]["state"] != "absent"
+
+    market = market_context(frames, day, covered)
 
     from venue_risk.report.account import account_context
 
-    account = account_context(frames, key)
+    account = account_context(frames, key, covered)
+    narrative = _narrative(paths, worst, fund["total"], beyond_count, fund["has_flows"])
+    if not covered("slippage"):
+        narrative = ("Liquidations: not covered. The source does not carry "
+                     + ", ".join(sections["slippage"]["missing"]) + ", so this report says nothing about "
+                     "liquidations, ADL or the insurance fund (not that there were none).")
 
     context = {
         "date": day,
         "venue_name": str(venue_name),
         "overall_status": overall,
         "status_counts": status_counts,
+        "sections": sections,
+        "scope": scope,
+        "coverage": coverage or {},
         "figures": figures,
         "figures_main": figures_main,
+        "figures_not_covered": not_covered,
         "figures_by_path": figures_by_path,
-        "narrative": _narrative(paths, worst, fund["total"], beyond_count, fund["has_flows"]),
+        "narrative": narrative,
         "market_narrative": market["market_narrative"],
         "crowding": market["crowding"],
         "index": market["index"],
@@ -731,6 +780,7 @@ def summary_json(context: dict) -> dict:
         "figures": {f["figure"]: {
             "label": f["label"], "value": f["value"], "baseline": f["baseline"],
             "baseline_days": f["baseline_days"], "status": f["status"], "threshold": f["threshold"],
+            "n": f.get("n"),
             "unit": f["unit"], "display": f["display"], "baseline_display": f["baseline_display"],
         } for f in context["figures"]},
         "liquidations": {
@@ -746,6 +796,10 @@ def summary_json(context: dict) -> dict:
                          "quarantined_total": dq["quarantined_total"],
                          "quarantined": dq["quarantined"]},
         "run": {k: v for k, v in context["run_meta"].items()},
+        "scope": context.get("scope"),
+        "coverage": {d: {k: c.get(k) for k in ("state", "rows", "first_ts", "last_ts", "largest_gap_s",
+                                              "window_start", "window_end", "missing_columns")}
+                     for d, c in (context.get("coverage") or {}).items()},
         "baseline": context.get("baseline"),
         "baseline_missing_days": (context.get("baseline") or {}).get("missing_days", []),
     })

@@ -259,7 +259,10 @@ def index_section(frames: dict) -> dict:
                          ["symbol", "seconds", "basis_mean_bps", "basis_abs_mean_bps", "basis_abs_p99_bps",
                           "basis_abs_max_bps"])
     lag_rows = _pivot_buckets(lag, ["lag_s", "mean_abs_gap_bps", "seconds"])
+    from venue_risk.coverage import MIN_SAMPLES
+
     return {
+        "lag_min_seconds": MIN_SAMPLES["seconds_for_lag"],
         "gaps": gaps,
         "gap_tolerance_bps": GAP_TOLERANCE_BPS,
         "gap_symbols_total": gap.height,
@@ -374,15 +377,20 @@ def drift_sentence(section: dict) -> str:
 
 # -- everything ---------------------------------------------------------------------------------
 
-def market_context(frames: dict, day: str) -> dict:
+def market_context(frames: dict, day: str, covered=lambda section: True) -> dict:
+    """The market-side sections and their page-one sentences; `covered(section)` says whether
+    the source covers a section (venue_risk.coverage.SECTION_NEEDS): an uncovered section gets
+    no sentence (page one states the coverage once)."""
     c = _ctx()
     crowd = crowding_section(c._frame(frames, "crowding"), c._frame(frames, "crowding_history"), day)
     index = index_section(frames)
     drift = drift_section(frames)
-    sentences = [drift_sentence(drift)]
-    sentences += broken_source_sentences(index)
-    stale = stale_sentence(index)
-    if stale:
-        sentences.append(stale)
-    sentences.append(crowding_sentence(crowd))
+    sentences = [drift_sentence(drift)] if covered("drift") else []
+    if covered("index"):
+        sentences += broken_source_sentences(index)
+        stale = stale_sentence(index)
+        if stale:
+            sentences.append(stale)
+    if covered("crowding"):
+        sentences.append(crowding_sentence(crowd))
     return {"crowding": crowd, "index": index, "drift": drift, "market_narrative": sentences}

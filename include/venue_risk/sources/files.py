@@ -18,6 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from venue_risk.errors import InputError
+from venue_risk.importers.layout import read_manifest
 from venue_risk.schema import DATASETS
 
 
@@ -38,10 +39,40 @@ class FilesSource:
         return {"kind": self.kind, "root": str(self.root)}
 
     def prepare(self, day: dt.date) -> None:
-        """Nothing to prepare: the venue's export jobs have written the files."""
+        """Nothing to prepare (the venue's export jobs or an importer wrote the files); checks
+        that every dataset the root carries on `day` has its partition, and names all the
+        missing ones in one error."""
         if not self.root.is_dir():
             raise InputError("*", "source folder does not exist", file=str(self.root),
                              expected="a folder with one subfolder per dataset")
+        missing = [name for name in self.declared(day)
+                   if not any(partition_dir(self.root, name, day).glob("*.parquet"))
+                   and not any(partition_dir(self.root, name, day).glob("*.csv"))]
+        if missing:
+            manifest = read_manifest(self.root)
+            why = (f"the manifest {self.root / '_coverage.json'} says the root carries them on {day}"
+                   if manifest else "a root without _coverage.json carries all 16 datasets")
+            raise InputError(", ".join(missing), f"no partition for {day} of {len(missing)} carried "
+                             f"dataset(s): " + ", ".join(str(partition_dir(self.root, m, day)) for m in missing),
+                             file=str(self.root),
+                             expected=f"<dataset>/date={day}/<name>.parquet or .csv for each ({why}; "
+                                      "a dataset the source cannot provide is left out of the manifest)")
+
+    def declared(self, day: dt.date) -> dict[str, dict | None]:
+        """{dataset: its manifest entry for `day`} for the datasets the root carries on `day`:
+        those `_coverage.json` names for the day, or all 16 without a manifest."""
+        from venue_risk.coverage import manifest_day
+
+        try:
+            manifest = read_manifest(self.root)
+        except ValueError as exc:
+            raise InputError("*", str(exc), file=str(self.root / "_coverage.json")) from None
+        return manifest_day(manifest, day)
+
+    def venue(self) -> str | None:
+        """The venue name the manifest records, if any."""
+        manifest = read_manifest(self.root)
+        return (manifest or {}).get("venue")
 
     def files(self, dataset: str, day: dt.date) -> list[Path]:
         """The partition's data files, sorted by name; an error if there are none."""
