@@ -5,6 +5,9 @@
   venue-risk run-day --date 2026-11-05                  every stage for one day, in this process
   venue-risk reprocess --from 2026-11-03 [--to DAY]     recompute a day and every later day, in order
   venue-risk newest-report                              path of the newest PDF under reports/
+  venue-risk import FORMAT --input FILE [FILE...] --out ROOT [--date D] [--reference FILE]
+                                                        public market data (binance-ws, ...) into a
+                                                        `files` root with its coverage manifest
 """
 
 from __future__ import annotations
@@ -39,6 +42,32 @@ def _smtp_send():
     return smtp_sender_from_uri(uri) if uri else None
 
 
+def _import(args: argparse.Namespace) -> int:
+    """`venue-risk import`: dispatch to the format's importer; one line per dataset written.
+    Bad input (unknown format, missing file, unreadable line) exits 2 with the message."""
+    from venue_risk.importers import importer
+
+    try:
+        run = importer(args.format)
+        missing = [str(p) for p in args.input if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(f"input file(s) not found: {', '.join(missing)}")
+        summary = run(list(args.input), args.out, args.date, args.reference)
+    except (ValueError, OSError, ModuleNotFoundError) as exc:
+        print(f"venue-risk import {args.format}: {exc}", file=sys.stderr)
+        return 2
+    datasets = summary.get("datasets", {})
+    for name, item in datasets.items():
+        rows, days = (item["rows"], item["days"]) if isinstance(item, dict) else (item, summary.get("days", []))
+        print(f"{name:18} {rows:>9} rows  {', '.join(days)}")
+    if not datasets:
+        print(f"nothing written for {args.date or 'the inputs'}", file=sys.stderr)
+    for note in summary.get("notes", []):
+        print(f"note: {note}", file=sys.stderr)
+    print(f"wrote {summary.get('out', args.out)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="venue-risk", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,7 +90,17 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--to", dest="end", type=_date, default=None,
                      help="last day (default: the latest day with a report, metrics or a failure)")
     sub.add_parser("newest-report", help="print the path of the newest PDF report")
+    imp = sub.add_parser("import", help="import public market data (e.g. Binance WebSocket captures) into a "
+                         "`files` root: canonical partitions + _coverage.json")
+    imp.add_argument("format", metavar="FORMAT", help="binance-ws, binance-public or tardis")
+    imp.add_argument("--input", nargs="+", type=Path, required=True, metavar="FILE")
+    imp.add_argument("--out", type=Path, required=True, metavar="ROOT")
+    imp.add_argument("--date", type=_date, default=None, help="keep only this UTC day")
+    imp.add_argument("--reference", type=Path, default=None, metavar="FILE",
+                     help="instrument reference file replacing the shipped one")
     args = parser.parse_args(argv)
+    if args.command == "import":
+        return _import(args)
 
     from venue_risk.settings import Settings
 
