@@ -705,6 +705,12 @@ def build_context(date: str | dt.date, venue_name: str, frames: dict[str, pl.Dat
     from venue_risk.report.account import account_context
 
     account = account_context(frames, key, covered)
+    rebuild = next((f for f in figures if f["figure"] == "position_rebuild_mismatches"), None)
+    if rebuild is not None and rebuild["status"] == "skipped":
+        # a check that did not run is never reported as passed
+        account["order_flow"]["rebuild_sentence"] = (
+            "Position rebuild check skipped (" + rebuild["threshold"].removeprefix("skipped: ")
+            + "); reduce-only checks, which need the position before each fill, skipped with it.")
     narrative = _narrative(paths, worst, fund["total"], beyond_count, fund["has_flows"])
     if not covered("slippage"):
         narrative = ("Liquidations: not covered. The source does not carry "
