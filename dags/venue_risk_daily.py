@@ -17,6 +17,7 @@ one-slot pool, so only one process ever holds the DuckDB file for writing.
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 
@@ -81,7 +82,14 @@ def _check_run() -> None:
 def _settings():
     from venue_risk.settings import Settings
 
-    return Settings.from_env()
+    settings = Settings.from_env()
+    if settings.source_kind == "postgres" and not os.environ.get("AIRFLOW_CONN_VENUE_DB"):
+        # the library reads the connection from Airflow's env convention; a `venue_db` kept in
+        # the metadata DB or a secrets backend is handed to it the same way, in this task only
+        conn = _lookup_connection("venue_db")
+        if conn is not None:
+            os.environ["AIRFLOW_CONN_VENUE_DB"] = conn.get_uri()
+    return settings
 
 
 def _lookup_connection(conn_id: str):

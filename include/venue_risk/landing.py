@@ -1,6 +1,7 @@
 """Landing: the day's canonical partitions copied from the source into
 `<landing>/<dataset>/date=YYYY-MM-DD/data.parquet`, with row counts and file hashes for the run
-metadata. The landing zone is what validation and the warehouse load read."""
+metadata (a source without files, a database, names its inputs itself: `inputs()`). The landing
+zone is what validation and the warehouse load read."""
 
 from __future__ import annotations
 
@@ -35,16 +36,26 @@ def landing_path(landing: Path, dataset: str, day: dt.date) -> Path:
     return Path(landing) / dataset / f"date={day.isoformat()}" / "data.parquet"
 
 
+def source_inputs(source: Source, dataset: str, day: dt.date) -> list[dict]:
+    """[{file, sha256}] of the source's files for the day; a source without files (the
+    `postgres` source) describes its inputs with its own `inputs(dataset, day)` (for a database:
+    its address and the SHA-256 of the query text)."""
+    inputs = getattr(source, "inputs", None)
+    if callable(inputs):
+        return inputs(dataset, day)
+    return [{"file": str(p), "sha256": sha256_file(p)} for p in source.files(dataset, day)]
+
+
 def land_dataset(source: Source, dataset: str, day: dt.date, landing: Path) -> dict:
     """Read one dataset's day from the source and write it to the landing zone.
 
-    Returns {dataset, path, rows, source_files: [{file, sha256}]} (JSON-serializable)."""
-    inputs = source.files(dataset, day)
+    Returns {dataset, path, rows, source_files: [{file, sha256, ...}]} (JSON-serializable)."""
+    inputs = source_inputs(source, dataset, day)
     frame = source.read(dataset, day)
     out = write_parquet_atomic(frame, landing_path(landing, dataset, day))
     return {
         "dataset": dataset,
         "path": str(out),
         "rows": frame.height,
-        "source_files": [{"file": str(p), "sha256": sha256_file(p)} for p in inputs],
+        "source_files": inputs,
     }

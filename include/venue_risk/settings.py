@@ -2,8 +2,10 @@
 
 | variable | meaning | default |
 |---|---|---|
-| VENUE_RISK_SOURCE | `simulated` or `files` | simulated |
+| VENUE_RISK_SOURCE | `simulated`, `files` or `postgres` | simulated |
 | VENUE_RISK_FILES_ROOT | root folder of the `files` source | (required for files) |
+| AIRFLOW_CONN_VENUE_DB | the `postgres` source's database: a URI `postgresql://USER:PASSWORD@HOST:5432/DB` or an Airflow connection's JSON; Airflow's environment form of the connection `venue_db`, so the same variable serves the CLI and Airflow. Connect as a SELECT-only role (`sources/postgres_readonly_role.sql`): the source refuses one that can write | (required for postgres) |
+| VENUE_RISK_PG_MAPPING | JSON file of the `postgres` source: one SQL per carried dataset, with :day_start / :day_end (timestamptz) and :day (date) | the reference schema's mapping, `sources/postgres_reference.json` |
 | VENUE_RISK_SIM_SCALE / _SEED / _GENESIS | simulated venue scale, seed, first day | demo / 7 / 2026-11-01 |
 | VENUE_RISK_VENUE_NAME | name on the report | Simulated Perp Venue |
 | VENUE_RISK_RECIPIENTS | comma-separated risk committee addresses | risk-committee@example.com |
@@ -48,6 +50,7 @@ class Settings:
     paths: Paths
     source_kind: str = "simulated"
     files_root: str = ""
+    pg_mapping: str = ""  # postgres source mapping file; "" = the shipped reference mapping
     sim_scale: str = "demo"
     sim_seed: int = 7
     sim_genesis: str = "2026-11-01"
@@ -71,6 +74,7 @@ class Settings:
             paths=Paths.from_env(),
             source_kind=env("VENUE_RISK_SOURCE", "simulated"),
             files_root=env("VENUE_RISK_FILES_ROOT", ""),
+            pg_mapping=env("VENUE_RISK_PG_MAPPING", ""),
             sim_scale=env("VENUE_RISK_SIM_SCALE", "demo"),
             sim_seed=int(env("VENUE_RISK_SIM_SEED", "7")),
             sim_genesis=env("VENUE_RISK_SIM_GENESIS", "2026-11-01"),
@@ -94,7 +98,8 @@ class Settings:
         return dt.date.fromisoformat(self.start_date)
 
     def source(self):
-        """The configured source adapter."""
+        """The configured source adapter. The postgres source's connection is read from
+        AIRFLOW_CONN_VENUE_DB here, never kept in the settings (it holds the password)."""
         from venue_risk.sources import FilesSource, SimulatedSource
 
         if self.source_kind == "files":
@@ -105,4 +110,9 @@ class Settings:
         if self.source_kind == "simulated":
             return SimulatedSource(self.paths.simulated, scale=self.sim_scale, seed=self.sim_seed,
                                    genesis=self.sim_genesis)
-        raise ValueError(f"VENUE_RISK_SOURCE={self.source_kind!r}: expected 'simulated' or 'files'")
+        if self.source_kind == "postgres":
+            from venue_risk.sources.postgres import PostgresSource
+
+            return PostgresSource.from_env(self.pg_mapping or None)
+        raise ValueError(f"VENUE_RISK_SOURCE={self.source_kind!r}: expected 'simulated', 'files' "
+                         "or 'postgres'")
