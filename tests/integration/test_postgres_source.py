@@ -417,3 +417,29 @@ def test_shipped_reference_files_match_schema():
     assert ref.REFERENCE_SQL.read_text() == ref.reference_ddl()
     assert json.loads(ref.REFERENCE_JSON.read_text()) == ref.reference_mapping()
     assert PostgresSource("postgresql://u@h/db").carried() == set(DATASET_NAMES)
+
+
+def test_dag_reads_the_venue_db_connection_from_airflow(pg, airflow_db, tmp_path):
+    """Under Airflow the credentials are the connection `venue_db` wherever Airflow keeps it:
+    here in the metadata DB (no AIRFLOW_CONN_VENUE_DB in the environment), as a user adds it
+    with `airflow connections add`; `airflow dags test` then reports the day from Postgres."""
+    airflow = str(Path(sys.executable).parent / "airflow")
+    env = {k: v for k, v in os.environ.items() if k not in PATH_VARS and not k.startswith("VENUE_RISK_")}
+    env.update({"VENUE_RISK_HOME": str(tmp_path), "VENUE_RISK_SOURCE": "postgres",
+                "VENUE_RISK_START_DATE": DAYS[0].isoformat()})
+    subprocess.run([airflow, "connections", "add", "venue_db", "--conn-uri", pg["reader_uri"]],
+                   env=env, check=True, capture_output=True, timeout=120)
+    try:
+        done = subprocess.run([airflow, "dags", "test", "venue_risk_daily", DAYS[0].isoformat()],
+                              env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        state = subprocess.run([airflow, "dags", "state", "venue_risk_daily", DAYS[0].isoformat()],
+                               env=env, capture_output=True, text=True, timeout=120)
+        assert state.stdout.strip().splitlines()[-1] == "success", state.stdout + state.stderr
+        summary = _summary(tmp_path, DAYS[0])
+        assert summary["run"]["source"]["kind"] == "postgres"
+        assert pg["password"] not in (tmp_path / "reports").joinpath(
+            DAYS[0].isoformat(), "summary.json").read_text()
+    finally:
+        subprocess.run([airflow, "connections", "delete", "venue_db"], env=env, capture_output=True,
+                       timeout=120)
