@@ -124,7 +124,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "run-day":
         from venue_risk.pipeline import run_day
 
-        result = run_day(args.date, settings, send=_smtp_send())
+        from venue_risk.errors import BeforeStartDate, InputError
+        from venue_risk.quality import DataQualityError
+
+        try:
+            result = run_day(args.date, settings, send=_smtp_send())
+        except (InputError, DataQualityError, BeforeStartDate) as exc:
+            # bad input is the user's to fix: the message names it; no traceback
+            print(f"venue-risk run-day {args.date}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
         print(result["report"]["pdf"])
         return 0
     if args.command == "reprocess":

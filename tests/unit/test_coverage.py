@@ -170,3 +170,26 @@ def test_files_source_names_every_missing_partition_at_once(tmp_path):
     assert "order_events" not in str(err.value)
     assert set(FilesSource(tmp_path).declared(DAY)) == {"trades", "funding"}
     assert set(FilesSource(tmp_path).declared(DAY + dt.timedelta(days=1))) == {"funding"}
+
+
+def test_cli_run_day_names_every_missing_partition_without_a_traceback(tmp_path, monkeypatch, capsys):
+    from venue_risk.cli import main
+
+    root = tmp_path / "exports"
+    (root / "trades" / f"date={DAY}").mkdir(parents=True)
+    (root / "_coverage.json").write_text(json.dumps(
+        {"manifest": "venue-risk coverage v1",
+         "datasets": {"trades": {}, "mark_index": {}, "instruments": {}}}))
+    for var in ("VENUE_RISK_DATA", "VENUE_RISK_LANDING", "VENUE_RISK_WAREHOUSE", "VENUE_RISK_REPORTS",
+                "VENUE_RISK_OUTBOX", "VENUE_RISK_ALERT_RECIPIENTS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("VENUE_RISK_HOME", str(tmp_path))
+    monkeypatch.setenv("VENUE_RISK_SOURCE", "files")
+    monkeypatch.setenv("VENUE_RISK_FILES_ROOT", str(root))
+    monkeypatch.setenv("VENUE_RISK_START_DATE", DAY.isoformat())
+    assert main(["run-day", "--date", DAY.isoformat()]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "3 carried dataset(s)" in err
+    for name in ("trades", "mark_index", "instruments"):
+        assert f"{name}/date={DAY}" in err
