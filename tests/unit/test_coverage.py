@@ -137,6 +137,10 @@ def test_overall_status_ignores_unrated_figures_and_is_never_green_without_any()
     assert summary.overall_status(rows) == "insufficient_data"
     rows = pl.DataFrame({"status": ["not_covered", "green", "amber", "skipped"]})
     assert summary.overall_status(rows) == "amber"
+    # a clean gate on a source that lets nothing be rated is not a green venue
+    rows = pl.DataFrame({"figure": ["liquidation_count", "data_quality_status", "data_quality_failed_checks"],
+                         "status": ["not_covered", "green", "green"]})
+    assert summary.overall_status(rows) == "insufficient_data"
 
 
 def test_market_only_scope_sentence():

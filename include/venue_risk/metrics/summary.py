@@ -497,11 +497,18 @@ def summary_rows(today: dict[str, float], history: pl.DataFrame,
     return pl.DataFrame(records, schema=SUMMARY_SCHEMA) if records else pl.DataFrame(schema=SUMMARY_SCHEMA)
 
 
+#: Figures about the data rather than the venue.
+DATA_QUALITY_FIGURES = ("data_quality_status", "data_quality_failed_checks")
+
+
 def overall_status(rows: pl.DataFrame) -> str:
     """The worst status among the covered figures (red > amber > green; not_covered,
     insufficient_data and skipped figures do not count); `insufficient_data` when no figure
-    could be rated (never green on data nobody checked)."""
-    rated = [s for s in (rows["status"].to_list() if rows.height else []) if s in STATUSES]
-    if not rated:
-        return "insufficient_data"
-    return STATUSES[max(STATUSES.index(s) for s in rated)]
+    about the venue (other than DATA_QUALITY_FIGURES) could be rated: never green on data
+    nobody checked."""
+    pairs = list(zip(rows["figure"].to_list(), rows["status"].to_list())) if "figure" in rows.columns \
+        else [("", s) for s in rows["status"].to_list()]
+    rated = [(f, s) for f, s in pairs if s in STATUSES]
+    if not any(f not in DATA_QUALITY_FIGURES for f, _ in rated):
+        return "insufficient_data"  # a clean gate says nothing about the venue
+    return STATUSES[max(STATUSES.index(s) for _, s in rated)]

@@ -417,9 +417,11 @@ def with_helper_columns(dataset: str, frame: pl.DataFrame, frames: dict[str, pl.
                 return pl.lit(True)
             return pl.col("symbol").is_in(symbols.implode()).fill_null(True)
 
+        sources_ok = (pl.col("index_sources").list.drop_nulls().list.unique().list.len()
+                      >= pl.col("index_min_sources")).fill_null(True)
         return frame.with_columns(
-            (pl.col("index_sources").list.drop_nulls().list.unique().list.len()
-             >= pl.col("index_min_sources")).fill_null(True).alias("_dq_index_sources_ok"),
+            # without index components there is no index rule to check the basket of
+            (sources_ok if "index_components" in frames else pl.lit(True)).alias("_dq_index_sources_ok"),
             listed_in("risk_tiers", tiered).alias("_dq_has_tiers"),
             listed_in("mark_index", marked).alias("_dq_has_marks"),
             listed_in("book_depth", _depth_ok_symbols(_frame(frames, "book_depth"))).alias("_dq_depth_ok"))
@@ -501,9 +503,12 @@ def with_helper_columns(dataset: str, frame: pl.DataFrame, frames: dict[str, pl.
         premium, interest = pl.col("premium_index"), pl.col("interest_rate")
         expected = (premium + (interest - premium).clip(-FUNDING_INTEREST_CLAMP, FUNDING_INTEREST_CLAMP))
         expected = pl.min_horizontal(pl.max_horizontal(expected, -pl.lit(cap)), pl.lit(cap))
+        # the identity can be checked only where the source gives premium and interest (a
+        # public funding file carries the rate alone: its other columns are declared missing)
+        checkable = premium.is_not_null() & interest.is_not_null()
         return frame.with_columns(
             (pl.col("funding_rate").abs() / cap).alias("_dq_funding_cap_ratio"),
-            ((pl.col("funding_rate") - expected).abs() <= FUNDING_IDENTITY_TOL).fill_null(True)
+            (~checkable | ((pl.col("funding_rate") - expected).abs() <= FUNDING_IDENTITY_TOL).fill_null(True))
             .alias("_dq_funding_identity"))
     if dataset == "api_keys":
         return frame.with_columns(

@@ -612,9 +612,12 @@ def build_context(date: str | dt.date, venue_name: str, frames: dict[str, pl.Dat
     if figures_by_path and all(r["status"] == "not_covered" for r in figures_by_path):
         figures_by_path = []
     statuses = [f["status"] for f in figures if f["status"] in STATUS_RANK]
-    # never green on data nobody could rate: without a covered, rated figure the day is
-    # insufficient_data
-    overall = max(statuses, key=STATUS_RANK.get) if statuses else "insufficient_data"
+    # never green on data nobody could rate: without a covered, rated figure about the venue
+    # (a clean data-quality gate is not one) the day is insufficient_data
+    from venue_risk.metrics.summary import DATA_QUALITY_FIGURES
+
+    venue_rated = [f for f in figures if f["status"] in STATUS_RANK and f["figure"] not in DATA_QUALITY_FIGURES]
+    overall = max(statuses, key=STATUS_RANK.get) if venue_rated else "insufficient_data"
     status_counts = {s: [f["status"] for f in figures].count(s)
                      for s in ("red", "amber", "green", "not_covered", "insufficient_data", "skipped")}
     sections = {}
