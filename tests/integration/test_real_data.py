@@ -117,8 +117,8 @@ def test_account_side_is_not_covered_never_a_green_zero(cli_report):
 def test_statistical_figures_carry_their_samples(cli_report):
     basis = cli_report["summary"]["figures"]["mark_basis_p99_bps"]
     assert basis["n"] is not None and 300 <= basis["n"] <= 346  # seconds of marks in the window
-    assert f"(n = {basis['n']:,})" in basis["display"]
     text = " ".join("\n".join(p.extract_text() or "" for p in PdfReader(cli_report["pdf"]).pages).split())
+    assert f"{basis['display']} n = {basis['n']:,}" in text  # the sample size beside the figure
     assert "insufficient data (n =" in text  # the mark-lag buckets of ~2 minutes each
 
 

@@ -590,8 +590,8 @@ def build_context(date: str | dt.date, venue_name: str, frames: dict[str, pl.Dat
             display = "not covered"
         elif status == "skipped":
             display = "skipped"
-        elif n is not None:  # a statistical figure shows its sample size, sufficient or not
-            display = f"{display} (n = {n:,})" if r.get("value") is not None else f"n = {n:,}"
+        elif n is not None and r.get("value") is None:
+            display = "n/a"  # (a statistical figure's n is shown beside it: figures[].n)
         figures.append({
             "n": n,
             "figure": fig_name,
