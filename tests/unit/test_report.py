@@ -901,3 +901,16 @@ def test_account_sections_render_with_zero_rows_and_missing_tables(tmp_path, mar
         for phrase in ("No open position within 20% of its liquidation price",
                        "No cascade computed today"):
             assert _squash(phrase) in flat, phrase
+
+
+def test_all_zero_charts_say_no_data_instead_of_drawing_a_zero_axis():
+    """A chart of zeros drew axes labelled "0 0 0 -0 -0" at a 1e-9 scale: it now says there is
+    nothing to draw."""
+    trend = charts.liquidation_notional_trend(
+        [{"date": f"2026-11-0{i}", "value": 0.0} for i in range(1, 4)], "2026-11-03")
+    assert "No liquidated notional on any of the 3 day(s)" in trend
+    flat = charts.cascade_amplification(
+        [{"symbol": "BTCUSDT", "direction": "down", "points": [[2.0, 1.0], [10.0, 1.0]]}], [2.0, 10.0])
+    assert "No cascade" in flat
+    drawn = charts.liquidation_notional_trend([{"date": "2026-11-01", "value": 5.0}], "2026-11-01")
+    assert "No liquidated notional" not in drawn and "<svg" in drawn
