@@ -113,8 +113,9 @@ def test_daily_run_reports_mails_once_and_is_idempotent(airflow_db, venue_home, 
 
 
 def test_failed_day_alerts_and_loads_nothing(airflow_db, venue_home, monkeypatch):
-    """A files source whose trades partition is missing: the run fails at extract, the failure
-    callback writes an alert naming the task and the problem, and no report or warehouse exists."""
+    """A files source whose trades partition is missing: the run fails at prepare_source (which
+    names every missing partition at once, before anything is extracted), the failure callback
+    writes an alert naming the task and the problem, and no report or warehouse exists."""
     from venue_risk.simulate import simulate
 
     root = venue_home / "exports"
@@ -129,7 +130,7 @@ def test_failed_day_alerts_and_loads_nothing(airflow_db, venue_home, monkeypatch
     assert alerts, "the failure callback wrote no alert"
     alert = email.message_from_bytes(alerts[0].read_bytes(), policy=policy.default)
     body = alert.get_body(("plain",)).get_content()
-    assert DAY.isoformat() in alert["Subject"] and "extract" in body
-    assert "'trades'" in body and "holds no .parquet or .csv file" in body
+    assert DAY.isoformat() in alert["Subject"] and "prepare_source" in body
+    assert "'trades'" in body and f"no partition for {DAY.isoformat()} of 1 carried dataset(s)" in body
     assert not (venue_home / "reports" / DAY.isoformat()).exists()
     assert not (venue_home / "data" / "warehouse.duckdb").exists()
