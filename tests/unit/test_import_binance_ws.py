@@ -8,6 +8,7 @@ import bisect
 import datetime as dt
 import gzip
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -22,7 +23,17 @@ from venue_risk.importers.layout import read_manifest
 from venue_risk.importers.reference import SHIPPED, reference_tables
 from venue_risk.sources.files import FilesSource
 
-DATA = Path("/work/shared/realdata/hftbacktest/examples")
+def _realdata() -> Path:
+    """The shared public samples: VENUE_RISK_REALDATA, else the folder beside the project, else
+    this machine's copy (read in place, never downloaded)."""
+    for root in (os.environ.get("VENUE_RISK_REALDATA"), Path(__file__).resolve().parents[2].parent / "shared"
+                 / "realdata", "/work/shared/realdata"):
+        if root and Path(root).is_dir():
+            return Path(root)
+    return Path("/work/shared/realdata")
+
+
+DATA = _realdata() / "hftbacktest" / "examples"
 DAY = dt.date(2024, 8, 8)
 DAY_START = dt.datetime(2024, 8, 8, tzinfo=dt.timezone.utc)
 WRITTEN = {"instruments", "risk_tiers", "trades", "mark_index", "index_components", "book_depth"}

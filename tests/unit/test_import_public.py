@@ -9,6 +9,7 @@ import csv
 import datetime as dt
 import gzip
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -20,8 +21,8 @@ from venue_risk.importers import importer
 from venue_risk.importers import binance_public, tardis
 from venue_risk.sources.files import FilesSource
 
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "realdata"
-if not REAL.is_dir():  # CI: shared/ beside the clone
+REAL = Path(os.environ.get("VENUE_RISK_REALDATA") or Path(__file__).resolve().parents[2].parent / "shared" / "realdata")
+if not REAL.is_dir():  # a clone elsewhere on this machine: its copy of the shared samples
     REAL = Path("/work/shared/realdata")
 FUNDING_SAMPLE = REAL / "trading-tools/tests/fixtures/BTCUSDT-fundingRate-2026-08.csv"
 TARDIS_SAMPLE = REAL / "nautilus_trader/tests/test_data/tardis/binance-futures_book_snapshot_5_BTCUSDT.csv"
