@@ -21,7 +21,7 @@ export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION := True
 export AIRFLOW__LOGGING__LOGGING_LEVEL := WARNING
 export VENUE_RISK_HOME := $(ROOT)
 
-.PHONY: demo test env airflow-home browser clean
+.PHONY: demo test env airflow-home airflow-env browser clean
 
 env: $(VENV)/.installed
 
@@ -47,6 +47,14 @@ demo: airflow-home
 	  if [ "$$state" != "success" ]; then echo "venue_risk_daily $$d ended '$$state'; log: $(AIRFLOW_HOME)/dags-test-$$d.log"; exit 1; fi; \
 	done
 	@$(BIN)/venue-risk newest-report
+
+# The local Airflow settings above as shell exports, for running `airflow` by hand:
+#   eval "$(make -s airflow-env)"
+airflow-env:
+	@echo "export AIRFLOW_HOME=$(AIRFLOW_HOME) AIRFLOW__CORE__DAGS_FOLDER=$(AIRFLOW__CORE__DAGS_FOLDER)"
+	@echo "export AIRFLOW__CORE__PLUGINS_FOLDER=$(AIRFLOW__CORE__PLUGINS_FOLDER) AIRFLOW__CORE__LOAD_EXAMPLES=False"
+	@echo "export AIRFLOW__CORE__EXECUTOR=LocalExecutor AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=$(AIRFLOW__DATABASE__SQL_ALCHEMY_CONN)"
+	@echo "export AIRFLOW__LOGGING__LOGGING_LEVEL=WARNING VENUE_RISK_HOME=$(VENUE_RISK_HOME)"
 
 # Headless Chromium for the Airflow UI page test (Debian's package; installed when we are root).
 browser:
