@@ -202,26 +202,26 @@ def required(table: Table, column: str) -> pl.Series:
     return raw
 
 
-def floats(table: Table, column: str, *, need: bool = True) -> pl.Series:
-    """Column as Float64 (empty values null unless `need`), an error at the first non-number."""
+def _numbers(table: Table, column: str, dtype: pl.DataType, need: bool, what: str,
+             expected: str) -> pl.Series:
+    """Column cast to `dtype` (empty values null unless `need`), an error at the first value
+    that does not cast."""
     raw = required(table, column) if need else _blank_to_null(table.frame[column])
-    cast = raw.cast(pl.Float64, strict=False)
+    cast = raw.cast(dtype, strict=False)
     bad = _first_bad(raw, cast)
     if bad is not None:
-        raise table.error(f"value {raw[bad]!r} is not a number", row=bad, column=column,
-                          expected="a decimal number")
+        raise table.error(f"value {raw[bad]!r} is not {what}", row=bad, column=column, expected=expected)
     return cast
+
+
+def floats(table: Table, column: str, *, need: bool = True) -> pl.Series:
+    """Column as Float64 (empty values null unless `need`), an error at the first non-number."""
+    return _numbers(table, column, pl.Float64, need, "a number", "a decimal number")
 
 
 def ints(table: Table, column: str, *, need: bool = True) -> pl.Series:
     """Column as Int64, an error at the first value that is not a whole number."""
-    raw = required(table, column) if need else _blank_to_null(table.frame[column])
-    cast = raw.cast(pl.Int64, strict=False)
-    bad = _first_bad(raw, cast)
-    if bad is not None:
-        raise table.error(f"value {raw[bad]!r} is not an integer", row=bad, column=column,
-                          expected="a whole number")
-    return cast
+    return _numbers(table, column, pl.Int64, need, "an integer", "a whole number")
 
 
 def bools(table: Table, column: str) -> pl.Series:
