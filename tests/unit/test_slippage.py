@@ -177,6 +177,21 @@ def test_sell_two_fills_vwap_slippage_shortfall(ex):
     assert r["size_to_depth_bin"] == "0.5-1"  # lower bound inclusive
 
 
+def test_depth_snapshot_rows_out_of_order_and_repeated():
+    # The 10:00 bid row repeated later in the frame with another value: of a repeated snapshot
+    # row the last one counts (800, not 400), whether the rows are in time order or not (the
+    # second frame has them newest first); the latest snapshot at or before the trigger is used.
+    book = fx.book_depth()
+    repeated = book.filter(pl.col("ts") == fx.ts(10)).with_columns(pl.lit(800.0).alias("notional"))
+    for depth in (pl.concat([book, repeated]).sort("ts", maintain_order=True),
+                  pl.concat([book.reverse(), repeated])):
+        ex = slippage.liquidation_executions(fx.liquidations(), fx.trades(), depth)
+        r = fx.row(ex, liquidation_id=1)
+        assert r["depth_ts"] == fx.ts(10) and r["depth_notional_1pct"] == approx(800.0)
+        assert r["size_to_depth"] == approx(0.25)  # 200 / 800
+        assert fx.row(ex, liquidation_id=2)["depth_notional_1pct"] == approx(2000.0)
+
+
 def test_buy_closes_short(ex):
     r = fx.row(ex, liquidation_id=2)
     # one fill 1 @ 100.5; buy: (vwap - mark) / mark * 1e4 = 0.5 / 100 * 1e4 = 50 bps

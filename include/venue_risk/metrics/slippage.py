@@ -257,7 +257,11 @@ def liquidation_executions(liquidations: pl.DataFrame, trades: pl.DataFrame,
     )
 
     # Book depth within 1 % on the side the order consumes: bids (-1 %) for a sell, asks (+1 %)
-    # for a buy, latest snapshot at or before the trigger.
+    # for a buy, latest snapshot at or before the trigger. Of several rows of one snapshot (same
+    # symbol, side and ts) the last one counts: a backward as-of join takes the last right row
+    # whose ts is at or before the trigger, so a stable sort by ts (none when the partition is
+    # already in time order, as the warehouse stores it) keeps the last row of a tie last
+    # without deduplicating every snapshot of the day.
     depth = (
         book_depth.filter(((pl.col("percentage").abs() - 1.0).abs() < 1e-9))
         .select(
@@ -266,9 +270,9 @@ def liquidation_executions(liquidations: pl.DataFrame, trades: pl.DataFrame,
             pl.col("ts").alias("depth_ts"),
             pl.col("notional").alias("depth_notional_1pct"),
         )
-        .unique(subset=["symbol", "side", "depth_ts"], keep="last")
-        .sort("depth_ts")
     )
+    if not depth["depth_ts"].is_sorted():
+        depth = depth.sort("depth_ts", maintain_order=True)
     ex = (
         ex.sort("ts_trigger", nulls_last=True)
         .join_asof(depth, left_on="ts_trigger", right_on="depth_ts", by=["symbol", "side"],
