@@ -19,8 +19,6 @@ recompute it from `index_components` with `source_matrix` + `compute_index`.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 OK, STALE, OUTLIER = 0, 1, 2
@@ -58,6 +56,25 @@ def source_matrix(
     return price, age
 
 
+def live_median(live: np.ndarray) -> np.ndarray:
+    """Median over the last axis of the non-NaN values (NaN where there are none).
+
+    The values are sorted once with NaN last; with n values left the median is
+    (v_l + v_h) / 2, l = h = n // 2 for n odd, l = n // 2 - 1 and h = n // 2 for n even: the same
+    arithmetic as np.nanmedian, so the result is bit-identical to it."""
+    live = np.asarray(live, dtype=np.float64)
+    if live.shape[-1] == 0:
+        return np.full(live.shape[:-1], np.nan)
+    srt = np.sort(live, axis=-1)
+    n = np.count_nonzero(~np.isnan(live), axis=-1)
+    h = n // 2
+    lo_i = np.where(n % 2 == 1, h, h - 1)
+    last = live.shape[-1] - 1
+    lo = np.take_along_axis(srt, np.clip(lo_i, 0, last)[..., None], axis=-1)[..., 0]
+    hi = np.take_along_axis(srt, np.minimum(h, last)[..., None], axis=-1)[..., 0]
+    return np.where(n > 0, (lo + hi) / 2.0, np.nan)
+
+
 def compute_index(
     price: np.ndarray,
     age: np.ndarray,
@@ -70,29 +87,96 @@ def compute_index(
     """Index per second and status per (second, source); see the module docstring for the rule."""
     price = np.asarray(price, dtype=np.float64)
     age = np.asarray(age, dtype=np.float64)
-    w = np.asarray(weights, dtype=np.float64)
     stale = ~(age <= stale_s) | ~np.isfinite(price)
-    live = np.where(stale, np.nan, price)
-    n_live = (~stale).sum(axis=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(live, axis=1)
-    outlier = ~stale & (np.abs(price / med[:, None] - 1.0) > outlier_pct)
-    n_out = outlier.sum(axis=1)
-    use = ~stale & ~outlier
-    ww = np.where(use, w[None, :], 0.0)
-    wsum = ww.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        wmean = (np.where(use, price, 0.0) * ww).sum(axis=1) / wsum
-    index = np.where(n_out > 1, med, wmean)
-    hold = n_live < min_sources
-    index = np.where(hold | ~np.isfinite(index), np.nan, index)
-    # hold: carry the last published value forward (prev_index before the first second)
-    valid = ~np.isnan(index)
-    pos = np.where(valid, np.arange(len(index)), -1)
-    pos = np.maximum.accumulate(pos) if len(pos) else pos
-    held = np.where(pos >= 0, index[np.maximum(pos, 0)], prev_index)
+    med = live_median(np.where(stale, np.nan, price))
+    s_n = price.shape[1]
+    index, outlier = index_from_median([price[:, i] for i in range(s_n)], [stale[:, i] for i in range(s_n)],
+                                       med, weights, outlier_pct, min_sources, prev_index)
     status = np.full(price.shape, OK, dtype=np.int8)
-    status[outlier] = OUTLIER
+    for i in range(s_n):
+        status[outlier[i], i] = OUTLIER
     status[stale] = STALE
-    return held, status
+    return index, status
+
+
+#: Seconds per block in index_from_median (keeps the temporaries of a block in cache).
+BLOCK_S = 2048
+
+
+def index_from_median(
+    prices: list[np.ndarray],
+    stale: list[np.ndarray],
+    med: np.ndarray,
+    weights: np.ndarray,
+    outlier_pct: float,
+    min_sources: int,
+    prev_index: float = np.nan,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Steps 2-4 of the rule given m, the median of the live prices (step 3), one source at a time.
+
+    prices[i], stale[i]: source i's price and stale flag, each broadcastable to med's shape
+    (..., T), the seconds on the last axis; leading axes are independent scenarios over the same
+    seconds (e.g. candidate prices of one source). The weighted sums accumulate source by source
+    in basket order (for fewer than 8 sources the same additions, bit for bit, as numpy's sum
+    over a (T, S) matrix). Computed in blocks of BLOCK_S seconds. Returns (index of med's shape,
+    held along the seconds as in step 2; per source its outlier flags of med's shape)."""
+    w = np.asarray(weights, dtype=np.float64)
+    shape = med.shape
+    index = np.empty(shape)
+    outliers = [np.empty(shape, dtype=bool) for _ in prices]
+    n_live = sum((~np.asarray(st) for st in stale), np.zeros(shape[-1:], dtype=np.int64))
+    hold = np.broadcast_to(n_live < min_sources, shape)
+    # a live price or 0: term_i = p0_i x (weight if used else 0); a stale source adds +0 either way
+    # and an excluded live one +/-0, which leaves every non-zero sum as it is
+    p0 = [np.where(~np.asarray(st), p, 0.0) for p, st in zip(prices, stale)]
+    for a in range(0, shape[-1], BLOCK_S):
+        sl = (..., slice(a, a + BLOCK_S))
+        m = med[sl]
+        n_out = np.zeros(m.shape, dtype=np.int8)
+        r, ww, term = np.empty(m.shape), np.empty(m.shape), np.empty(m.shape)
+        wsum, num = np.zeros(m.shape), np.zeros(m.shape)
+        for i, (p, st) in enumerate(zip(prices, stale)):
+            live = ~np.broadcast_to(st[sl], m.shape)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                np.divide(p[sl], m, out=r)
+            np.subtract(r, 1.0, out=r)
+            np.abs(r, out=r)
+            outlier = np.greater(r, outlier_pct, out=outliers[i][sl])
+            outlier &= live
+            use = live ^ outlier  # outliers are live
+            if np.isfinite(w[i]):
+                np.multiply(use, w[i], out=ww)
+            else:
+                ww[...] = np.where(use, w[i], 0.0)
+            np.multiply(p0[i][sl], ww, out=term)
+            if i == 0:
+                wsum[...], num[...] = ww, term
+            else:
+                wsum += ww
+                num += term
+            n_out += outlier
+        with np.errstate(invalid="ignore", divide="ignore"):
+            wmean = np.divide(num, wsum, out=num)
+        idx = np.where(n_out > 1, m, wmean)
+        index[sl] = np.where(hold[sl] | ~np.isfinite(idx), np.nan, idx)
+    return hold_forward(index, prev_index), outliers
+
+
+def hold_forward(index: np.ndarray, prev_index: float = np.nan) -> np.ndarray:
+    """Step 2's hold: NaN entries take the last valid value before them along the last axis (the
+    seconds), prev_index before the first one."""
+    bad = np.isnan(index)
+    bad_s = bad.reshape(-1, index.shape[-1]).any(axis=0) if index.size else np.zeros(0, dtype=bool)
+    if not bad_s.any():
+        return index
+    if (bad[..., bad_s] == bad_s[bad_s]).all():
+        # the same seconds are empty in every scenario: fill only those from one position vector
+        pos = np.maximum.accumulate(np.where(bad_s, -1, np.arange(index.shape[-1])))
+        held = index.copy()
+        src = pos[bad_s]
+        held[..., bad_s] = np.where(src >= 0, index[..., np.maximum(src, 0)], prev_index)
+        return held
+    valid = ~bad
+    pos = np.where(valid, np.arange(index.shape[-1]), -1)
+    pos = np.maximum.accumulate(pos, axis=-1)
+    return np.where(pos >= 0, np.take_along_axis(index, np.maximum(pos, 0), axis=-1), prev_index)

@@ -79,6 +79,8 @@ METHOD = __doc__
 STATUS_OK, STATUS_STALE, STATUS_OUTLIER, STATUS_UNKNOWN = "ok", "stale", "outlier", "unknown"
 _UNKNOWN_CODE = 3
 _STATUS_LABELS = {**index_rule.STATUS_NAMES, _UNKNOWN_CODE: STATUS_UNKNOWN}
+#: The rule's method per second, by code.
+_METHODS = ("hold", "median_fallback", "weighted_mean")
 
 #: Gaps above this (bps) count as a disagreement between published and recomputed index.
 GAP_TOLERANCE_BPS = 0.1
@@ -207,17 +209,24 @@ def _baskets(index_components: pl.DataFrame, instruments: pl.DataFrame, mark_ind
             raise InputError("index_components", f"{n} row(s) with an empty {c}", column=c,
                              expected="a value on every source update")
     inst = {r["symbol"]: r for r in instruments.iter_rows(named=True)}
-    comps = index_components.with_columns(
-        ((pl.col("received_ts").dt.epoch("us") - us0) / 1e6).alias("_rec_s")).sort("symbol", "source", "_rec_s")
+    comps = index_components.select(
+        "symbol", "source", ((pl.col("received_ts").dt.epoch("us") - us0) / 1e6).alias("_rec_s"), "price", "weight")
+    # per source, its updates by receipt time (ties keep the stored order)
+    by_source = {k: g.sort("_rec_s", maintain_order=True)
+                 for k, g in comps.partition_by("symbol", "source", as_dict=True, maintain_order=True).items()}
     prev = None
     if prev_index_components is not None and prev_index_components.height:
-        prev = (prev_index_components.with_columns(
+        last = (prev_index_components.with_columns(
             ((pl.col("received_ts").dt.epoch("us") - us0) / 1e6).alias("_rec_s"))
             .filter(pl.col("_rec_s") < 0).sort("_rec_s")
             .group_by("symbol", "source").agg(pl.col("_rec_s", "price", "weight").last()))
+        prev = {(r["symbol"], r["source"]): r for r in last.iter_rows(named=True)}
+    no_rows = comps.clear()
     out = []
-    mi = mark_index.sort("symbol", "ts")
-    for (sym,), g in mi.group_by("symbol", maintain_order=True):
+    by_symbol = mark_index.select("symbol", "ts", "index_price", "mark_price").partition_by(
+        "symbol", as_dict=True, maintain_order=False)
+    for (sym,) in sorted(by_symbol, key=lambda k: (k[0] is not None, k[0] or "")):
+        g = by_symbol[(sym,)].sort("ts", maintain_order=True)
         if sym not in inst:
             raise InputError("instruments", f"no row for symbol {sym!r} of mark_index", column="symbol",
                              expected="one row per traded symbol")
@@ -232,21 +241,19 @@ def _baskets(index_components: pl.DataFrame, instruments: pl.DataFrame, mark_ind
                              column="index_sources", expected="at least one source")
         ts_us = g["ts"].dt.epoch("us").to_numpy()
         grid = (ts_us - us0) / 1e6
-        c_sym = comps.filter(pl.col("symbol") == sym)
         rec_l, px_l, w = [], [], np.full(len(sources), np.nan)
         prev_rec, prev_px = np.full(len(sources), np.nan), np.full(len(sources), np.nan)
         for j, s in enumerate(sources):
-            cs = c_sym.filter(pl.col("source") == s)
+            cs = by_source.get((sym, s), no_rows)
             rec_l.append(cs["_rec_s"].to_numpy())
             px_l.append(cs["price"].to_numpy())
             if cs.height:
                 w[j] = cs["weight"][-1]
-            if prev is not None:
-                p = prev.filter((pl.col("symbol") == sym) & (pl.col("source") == s))
-                if p.height:
-                    prev_rec[j], prev_px[j] = p["_rec_s"][0], p["price"][0]
-                    if np.isnan(w[j]):
-                        w[j] = p["weight"][0]
+            p = prev.get((sym, s)) if prev is not None else None
+            if p is not None:
+                prev_rec[j], prev_px[j] = p["_rec_s"], p["price"]
+                if np.isnan(w[j]):
+                    w[j] = p["weight"]
         if np.any(w[np.isfinite(w)] < 0):
             raise InputError("index_components", f"symbol {sym!r} has a negative source weight",
                              column="weight", expected="weights >= 0")
@@ -264,12 +271,9 @@ def _baskets(index_components: pl.DataFrame, instruments: pl.DataFrame, mark_ind
     return out
 
 
-def _ts_series(name: str, us: np.ndarray) -> pl.Series:
-    return pl.Series(name, np.asarray(us, dtype=np.int64)).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-
-
 def _recompute(b: _Basket) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Recomputed index, status codes (with unknown) and per-second diagnostics of one basket."""
+    """Recomputed index, status codes (with unknown) and per-second diagnostics of one basket
+    (method_code indexes _METHODS)."""
     idx, status = b.rule()
     status = status.copy()
     status[b.unknown] = _UNKNOWN_CODE
@@ -279,12 +283,10 @@ def _recompute(b: _Basket) -> tuple[np.ndarray, np.ndarray, dict]:
     n_out = (status == index_rule.OUTLIER).sum(axis=1)
     verifiable = ~b.unknown.any(axis=1)
     idx = np.where(verifiable, idx, np.nan)
-    method = np.where(n_live < b.min_sources, "hold", np.where(n_out > 1, "median_fallback", "weighted_mean"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(np.where(live, b.price, np.nan), axis=1)
+    method = np.where(n_live < b.min_sources, 0, np.where(n_out > 1, 1, 2))
+    med = index_rule.live_median(np.where(live, b.price, np.nan))
     return idx, status, {"n_live": n_live, "n_out": n_out, "verifiable": verifiable,
-                         "method": method, "median": med}
+                         "method_code": method, "median": med}
 
 
 def recompute_index_and_status(index_components: pl.DataFrame, instruments: pl.DataFrame,
@@ -298,31 +300,40 @@ def recompute_index_and_status(index_components: pl.DataFrame, instruments: pl.D
     update before midnight seeds the first seconds, as the venue's own rule sees them.
     prev_index (optional): symbol -> the previous day's last published index (held value if the
     day opens with too few sources)."""
-    idx_frames, st_frames = [], []
+    idx_frames, st_frames, unique_keys = [], [], True
+    methods = pl.Series(_METHODS)
+    labels = pl.Series([_STATUS_LABELS[k] for k in range(len(_STATUS_LABELS))])
     for b in _baskets(index_components, instruments, mark_index, prev_index_components, prev_index):
         idx, status, d = _recompute(b)
-        t, s = b.price.shape
+        unique_keys &= bool(np.all(np.diff(b.ts_us) > 0)) and len(set(b.sources)) == len(b.sources)
         with np.errstate(invalid="ignore", divide="ignore"):
             gap = (b.published - idx) / idx * 1e4
-        idx_frames.append(pl.DataFrame({
-            "date": [b.date] * t, "ts": _ts_series("ts", b.ts_us), "symbol": [b.symbol] * t,
-            "index_published": b.published, "index_recomputed": idx, "gap_bps": gap,
-            "method": d["method"], "n_live": d["n_live"], "n_outlier": d["n_out"],
-            "verifiable": d["verifiable"]}).with_columns(pl.col("index_recomputed", "gap_bps").fill_nan(None)))
-        with np.errstate(invalid="ignore", divide="ignore"):
             dev = b.price / d["median"][:, None] - 1.0
-        st_frames.append(pl.DataFrame({
-            "date": [b.date] * (t * s), "ts": _ts_series("ts", np.repeat(b.ts_us, s)),
-            "symbol": [b.symbol] * (t * s), "source": np.tile(np.asarray(b.sources), t),
-            "price": b.price.reshape(-1), "age_s": b.age.reshape(-1),
-            "weight": np.tile(b.weights, t), "deviation_pct": dev.reshape(-1),
-            "status": pl.Series(status.reshape(-1)).replace_strict(_STATUS_LABELS, return_dtype=pl.String),
-        }).with_columns(pl.col("price", "deviation_pct").fill_nan(None),
-                        pl.when(pl.col("age_s").is_infinite()).then(None).otherwise(pl.col("age_s")).alias("age_s")))
-    index_frame = (pl.concat([_conform(f, INDEX_SCHEMA) for f in idx_frames]) if idx_frames
-                   else _empty(INDEX_SCHEMA)).sort("date", "symbol", "ts")
-    status_frame = (pl.concat([_conform(f, STATUS_SCHEMA) for f in st_frames]) if st_frames
-                    else _empty(STATUS_SCHEMA)).sort("date", "symbol", "source", "ts")
+        idx_frames.append(pl.DataFrame({
+            "ts": b.ts_us, "index_published": b.published,
+            "index_recomputed": pl.Series(idx, nan_to_null=True), "gap_bps": pl.Series(gap, nan_to_null=True),
+            "method": methods.gather(d["method_code"]), "n_live": d["n_live"], "n_outlier": d["n_out"],
+            "verifiable": d["verifiable"]}).with_columns(pl.lit(b.date).alias("date"), pl.lit(b.symbol).alias("symbol")))
+        # rows by source name, then second: the frame's sort order
+        for i in sorted(range(len(b.sources)), key=lambda i: b.sources[i]):
+            st_frames.append(pl.DataFrame({
+                "ts": b.ts_us, "price": pl.Series(b.price[:, i], nan_to_null=True),
+                "age_s": pl.Series(b.age[:, i]),
+                "deviation_pct": pl.Series(dev[:, i], nan_to_null=True),
+                "status": labels.gather(status[:, i]),
+            }).with_columns(pl.lit(b.date).alias("date"), pl.lit(b.symbol).alias("symbol"),
+                            pl.lit(b.sources[i]).alias("source"), pl.lit(float(b.weights[i])).alias("weight"),
+                            pl.when(pl.col("age_s").is_infinite()).then(None).otherwise(pl.col("age_s")).alias("age_s")))
+    if not idx_frames:
+        return _empty(INDEX_SCHEMA).sort("date", "symbol", "ts"), _empty(STATUS_SCHEMA).sort("date", "symbol", "source", "ts")
+    ts = pl.col("ts").cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    index_frame = _conform(pl.concat(idx_frames).with_columns(ts), INDEX_SCHEMA)
+    status_frame = _conform(pl.concat(st_frames).with_columns(ts), STATUS_SCHEMA)
+    # the baskets come by symbol (one each) with their seconds in order, the sources by name:
+    # already sorted unless a second or a source repeats
+    if not unique_keys:
+        index_frame = index_frame.sort("date", "symbol", "ts")
+        status_frame = status_frame.sort("date", "symbol", "source", "ts")
     return index_frame, status_frame
 
 
@@ -360,16 +371,23 @@ def source_status(index_components: pl.DataFrame, instruments: pl.DataFrame,
 # exclusions
 
 
-def _runs(status: pl.DataFrame) -> pl.DataFrame:
-    """Runs of consecutive seconds with the same status per date x symbol x source."""
+def _runs(status: pl.DataFrame, statuses: tuple[str, ...] | None = None) -> pl.DataFrame:
+    """Runs of consecutive seconds with the same status per date x symbol x source (only the
+    runs of `statuses` if given). A run starts where the status, the date, symbol or source
+    changes or the second does not follow the previous one; run ids are global (one scan of the
+    frame sorted by date, symbol, source, ts)."""
     _require(status, "source_status", ("date", "ts", "symbol", "source", "status"))
     keys = ["date", "symbol", "source"]
-    s = status.sort(*keys, "ts")
-    new_run = ((pl.col("status") != pl.col("status").shift(1)).fill_null(True)
-               | ((pl.col("ts") - pl.col("ts").shift(1)) != pl.duration(seconds=1)).fill_null(True))
-    return (s.with_columns(new_run.over(keys).cum_sum().over(keys).alias("_run"))
-            .group_by(*keys, "_run").agg(pl.col("status").first(), pl.col("ts").min().alias("start"),
-                                         pl.col("ts").max().alias("end"), pl.len().alias("seconds")))
+    s = status.select(*keys, "ts", "status").sort(*keys, "ts")
+    changed = pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(1)) for c in keys]
+                                + [(pl.col("status") != pl.col("status").shift(1)).fill_null(True)])
+    gap = ((pl.col("ts") - pl.col("ts").shift(1)) != pl.duration(seconds=1)).fill_null(True)
+    runs = s.with_columns((changed | gap).cum_sum().alias("_run"))
+    if statuses is not None:
+        runs = runs.filter(pl.col("status").is_in(list(statuses)))
+    return runs.group_by("_run").agg(*[pl.col(c).first() for c in keys], pl.col("status").first(),
+                                     pl.col("ts").min().alias("start"), pl.col("ts").max().alias("end"),
+                                     pl.len().alias("seconds"))
 
 
 def exclusion_windows(status: pl.DataFrame) -> pl.DataFrame:
@@ -378,7 +396,7 @@ def exclusion_windows(status: pl.DataFrame) -> pl.DataFrame:
     start / end = the first and last second of the run (inclusive); seconds = its length.
     Columns: date, symbol, source, status, start, end, seconds; sorted by date, symbol, source,
     start. Detection is scored on these windows."""
-    r = _runs(status).filter(pl.col("status").is_in([STATUS_STALE, STATUS_OUTLIER]))
+    r = _runs(status, (STATUS_STALE, STATUS_OUTLIER))
     return _conform(r, WINDOWS_SCHEMA).sort("date", "symbol", "source", "start")
 
 
@@ -503,8 +521,9 @@ def _others_order(price: np.ndarray, live: np.ndarray, j: int) -> tuple[np.ndarr
     return even, lo, mid, hi
 
 
-def _corrupt_breakpoints(price: np.ndarray, live: np.ndarray, j: int, pct: float) -> np.ndarray:
-    """(T, 2 x S) corrupt values of source j at which the set of sources the rule keeps changes:
+def _corrupt_breakpoints(price: np.ndarray, live: np.ndarray, j: int, pct: float,
+                         order: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
+    """(2 x S, T) corrupt values of source j at which the set of sources the rule keeps changes:
     the ends of each live source's in-band interval in x (NaN where a source is not live).
 
     j: x / M(x) = 1 +/- pct, i.e. n odd: hi x (1 + pct) and lo x (1 - pct); n even:
@@ -512,71 +531,90 @@ def _corrupt_breakpoints(price: np.ndarray, live: np.ndarray, j: int, pct: float
     mid x (1 - pct) / (1 + pct) if >= lo, else (lo + mid) / 2 x (1 - pct).
     other source i: M(x) = p_i / (1 + pct) and M(x) = p_i / (1 - pct), solved by the generalized
     inverse of M: clip(y, lo, hi) (n odd), clip(2 y - mid, lo, hi) (n even); where it lands on a
-    kink of M the value is merely redundant."""
-    even, lo, mid, hi = _others_order(price, live, j)
+    kink of M the value is merely redundant. order: _others_order(price, live, j) if already known.
+    Rows: j's upper and lower end, then p_i / (1 + pct) and p_i / (1 - pct) for each other i."""
+    even, lo, mid, hi = order if order is not None else _others_order(price, live, j)
     up, dn = 1.0 + pct, 1.0 - pct
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         s_up, s_dn = mid * up / dn, mid * dn / up
         j_up = np.where(even, np.where(s_up <= hi, s_up, (mid + hi) / 2 * up), hi * up)
         j_dn = np.where(even, np.where(s_dn >= lo, s_dn, (lo + mid) / 2 * dn), lo * dn)
-        others = np.delete(np.where(live, price, np.nan), j, axis=1)
-        ends = []
-        for y in (others / up, others / dn):
-            ends.append(np.where(even[:, None], np.clip(2 * y - mid[:, None], lo[:, None], hi[:, None]),
-                                 np.clip(y, lo[:, None], hi[:, None])))
-    return np.column_stack([j_up, j_dn, *ends])
+        others = np.delete(np.where(live, price, np.nan), j, axis=1).T
+        ends = [np.where(even, np.clip(2 * y - mid, lo, hi), np.clip(y, lo, hi))
+                for y in (others / up, others / dn)]
+    return np.vstack([j_up, j_dn, *ends])
 
 
 def _corrupt_candidates(b: _Basket, j: int, live: np.ndarray, median0: np.ndarray,
-                        corrupt_pct: float | None) -> np.ndarray:
-    """(T, K) corrupt values of source j to evaluate: every breakpoint x (1 -/+ BREAKPOINT_EPS),
+                        corrupt_pct: float | None,
+                        order: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
+    """(K, T) corrupt values of source j to evaluate: every breakpoint x (1 -/+ BREAKPOINT_EPS),
     plus FAR_FACTOR x beyond the highest and below the lowest of the breakpoints and the other
     live prices (or, with corrupt_pct, everything clipped to median0 x (1 -/+ corrupt_pct) plus
     those two bounds). Values that are not positive and finite are replaced by j's own price
-    (no corruption: move 0)."""
-    bp = _corrupt_breakpoints(b.price, live, j, b.outlier_pct)
+    (no corruption: move 0). order: _others_order(b.price, live, j) if already known."""
+    bp = _corrupt_breakpoints(b.price, live, j, b.outlier_pct, order)
     bp = np.where(np.isfinite(bp) & (bp > 0), bp, np.nan)
-    ref = np.column_stack([bp, np.where(live, b.price, np.nan)])
+    ref = np.vstack([bp, np.where(live, b.price, np.nan).T])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        far_hi, far_lo = np.nanmax(ref, axis=1) * FAR_FACTOR, np.nanmin(ref, axis=1) / FAR_FACTOR
-    x = np.column_stack([bp * (1 - BREAKPOINT_EPS), bp * (1 + BREAKPOINT_EPS), far_lo, far_hi])
+        far_hi, far_lo = np.nanmax(ref, axis=0) * FAR_FACTOR, np.nanmin(ref, axis=0) / FAR_FACTOR
+    x = np.vstack([bp * (1 - BREAKPOINT_EPS), bp * (1 + BREAKPOINT_EPS), far_lo, far_hi])
     if corrupt_pct is not None:
         lo_b, hi_b = median0 * (1 - float(corrupt_pct)), median0 * (1 + float(corrupt_pct))
-        x = np.column_stack([np.clip(x, lo_b[:, None], hi_b[:, None]), lo_b, hi_b])
-    own = b.price[:, j]
-    return np.where(np.isfinite(x) & (x > 0), x, own[:, None])
+        x = np.vstack([np.clip(x, lo_b, hi_b), lo_b, hi_b])
+    return np.where(np.isfinite(x) & (x > 0), x, b.price[:, j])
 
 
-def _pick(moves: np.ndarray, x: np.ndarray, median0: np.ndarray, sign: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per second, the largest sign x move over the candidate columns and its corrupt value (ties
-    within TIE_RTOL: the value nearest median0)."""
+def _pick(moves: np.ndarray, x: np.ndarray, dev: np.ndarray, sign: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per second, the largest sign x move over the candidate rows (K, T) and its corrupt value
+    (ties within TIE_RTOL: the first of the values nearest the uncorrupted median, dev =
+    |x / median - 1|)."""
+    signed = moves if sign > 0 else -moves
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        best = np.nanmax(sign * moves, axis=1)
-        dev = np.abs(x / median0[:, None] - 1.0)
-    tie = sign * moves >= best[:, None] - TIE_RTOL * np.maximum(np.abs(best[:, None]), 1.0)
-    k = np.argmin(np.where(tie, np.nan_to_num(dev, nan=np.inf), np.inf), axis=1)
-    rows = np.arange(len(k))
-    return moves[rows, k], x[rows, k]
+        best = np.nanmax(signed, axis=0)
+    tie = signed >= best - TIE_RTOL * np.maximum(np.abs(best), 1.0)
+    k = np.argmin(np.where(tie, dev, np.inf), axis=0)
+    cols = np.arange(moves.shape[1])
+    return moves[k, cols], x[k, cols]
+
+
+def _median_with(order: tuple[np.ndarray, ...], x: np.ndarray) -> np.ndarray:
+    """(K, T) median M(x) of the live basket with source j at each candidate x (K, T), from
+    _others_order: n odd: M = clip(x, lo, hi); n even: M = (clip(x, lo, mid) + clip(x, mid, hi)) / 2
+    (the two middle values of the sorted basket), computed as index_rule.live_median does
+    ((v + v) / 2 for n odd), so it is bit-identical to the median of the full basket."""
+    even, lo, mid, hi = order
+    with np.errstate(invalid="ignore", over="ignore"):
+        c = np.clip(x, lo, hi)
+        return np.where(even, (np.clip(x, lo, mid) + np.clip(x, mid, hi)) / 2.0, (c + c) / 2.0)
 
 
 def _corrupt_search(b: _Basket, j: int, base: np.ndarray, live: np.ndarray, median0: np.ndarray,
                     corrupt_pct: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(up_move, up_x, down_move, down_x) per second: the largest rise and fall of the index (bps)
-    source j can cause with one corrupt value, and that value (NaN where j is not live). Each
-    candidate column is one run of the venue's rule (`_Basket.rule`) over the whole day."""
-    x = _corrupt_candidates(b, j, live, median0, corrupt_pct)
-    moves = np.empty_like(x)
-    for k in range(x.shape[1]):
-        p = b.price.copy()
-        p[:, j] = np.where(live[:, j], x[:, k], b.price[:, j])
-        idx, _ = b.rule(p)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            moves[:, k] = (idx - base) / base * 1e4
-    up, up_x = _pick(moves, x, median0, 1.0)
-    down, down_x = _pick(moves, x, median0, -1.0)
-    off = ~live[:, j]
+    source j can cause with one corrupt value, and that value (NaN where j is not live).
+
+    All K candidates are evaluated in one vectorized run of the venue's rule over candidates x
+    seconds, with j's price set to the candidates: the basket median M(x) follows in closed form
+    from the other live prices sorted once (`_median_with`; median0 where j is not live), and
+    index_rule.index_from_median applies the rest of the rule (outliers, weighted mean or median
+    fallback, hold) to every candidate at once."""
+    order = _others_order(b.price, live, j)
+    x = _corrupt_candidates(b, j, live, median0, corrupt_pct, order)
+    lj = live[:, j]
+    xj = np.where(lj, x, b.price[:, j])
+    med = np.where(lj, _median_with(order, xj), median0)
+    prices = [xj if i == j else b.price[:, i] for i in range(len(b.sources))]
+    idx, _ = index_rule.index_from_median(prices, list(~live.T), med, b.weights, b.outlier_pct,
+                                          b.min_sources, b.prev_index)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        moves = (idx - base) / base * 1e4
+        dev = np.nan_to_num(np.abs(x / median0 - 1.0), nan=np.inf)
+    up, up_x = _pick(moves, x, dev, 1.0)
+    down, down_x = _pick(moves, x, dev, -1.0)
+    off = ~lj
     return up, np.where(off, np.nan, up_x), down, np.where(off, np.nan, down_x)
 
 
@@ -586,9 +624,7 @@ def _scenario_moves(b: _Basket, corrupt_pct: float | None):
     the recomputed index."""
     base, _ = b.rule()
     live = (b.age <= b.stale_s) & np.isfinite(b.price)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        median0 = np.nanmedian(np.where(live, b.price, np.nan), axis=1)
+    median0 = index_rule.live_median(np.where(live, b.price, np.nan))
     out = []
     s = len(b.sources)
     for j, src in enumerate(b.sources):
@@ -597,8 +633,9 @@ def _scenario_moves(b: _Basket, corrupt_pct: float | None):
         with np.errstate(invalid="ignore", divide="ignore"):
             out.append((src, "drop", (idx_drop - base) / base * 1e4, None, None))
         up, up_x, down, down_x = _corrupt_search(b, j, base, live, median0, corrupt_pct)
-        out.append((src, "corrupt_up", up, up_x, up_x / median0 - 1.0))
-        out.append((src, "corrupt_down", down, down_x, down_x / median0 - 1.0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out.append((src, "corrupt_up", up, up_x, up_x / median0 - 1.0))
+            out.append((src, "corrupt_down", down, down_x, down_x / median0 - 1.0))
     return base, out
 
 
@@ -759,6 +796,7 @@ def broken_source_counterfactual(index_components: pl.DataFrame, instruments: pl
         book = (_isolated_book(positions_eod, risk_tiers, b.symbol)
                 if positions_eod is not None and risk_tiers is not None else (np.zeros(0), np.zeros(0)))
         mark_eod = float(b.mark[-1])
+        without: dict[int, np.ndarray] = {}  # source -> the rule's index with it removed
         for r in w_sym.iter_rows(named=True):
             if r["source"] not in b.sources:
                 continue
@@ -771,8 +809,10 @@ def broken_source_counterfactual(index_components: pl.DataFrame, instruments: pl
             with np.errstate(invalid="ignore", divide="ignore"):
                 cf = (np.where(use, b.price[a:e], 0.0) * ww).sum(axis=1) / ww.sum(axis=1)
                 cf_move = (cf - idx[a:e]) / idx[a:e] * 1e4
-                keep = [k for k in range(len(b.sources)) if k != j]
-                wo, _ = b.rule(b.price[:, keep], b.age[:, keep], b.weights[keep])
+                if j not in without:
+                    keep = [k for k in range(len(b.sources)) if k != j]
+                    without[j] = b.rule(b.price[:, keep], b.age[:, keep], b.weights[keep])[0]
+                wo = without[j]
                 pub_move = np.abs(b.published[a:e] - wo[a:e]) / wo[a:e] * 1e4
                 dev = np.abs(b.price[a:e, j] / d["median"][a:e] - 1.0)
             k = _argmax_abs(cf_move)

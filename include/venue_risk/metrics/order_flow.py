@@ -39,6 +39,7 @@ involved.
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from collections.abc import Iterable
 
 import numpy as np
@@ -150,9 +151,31 @@ def _start_book(positions_start: pl.DataFrame) -> dict[tuple[int, str], tuple[fl
     return book
 
 
+#: The final book of the last replay, by (weak) reference to its input frames: the metric stage
+#: calls rebuild_positions and then end_of_day_positions on the same frames, and the second
+#: takes the book instead of replaying the day again. Only the book is kept (accounts x symbols),
+#: never the per-fill rows, and the frames are not kept alive by it.
+_LAST_BOOK: list[tuple[weakref.ref, weakref.ref, dict[tuple[int, str], tuple[float, float]]]] = []
+
+
 def _replay(positions_start: pl.DataFrame, trades: pl.DataFrame
             ) -> tuple[pl.DataFrame, dict[tuple[int, str], tuple[float, float]]]:
     """The per-fill rows and the final book {(account, symbol): (size, entry)}."""
+    rows, book = _replay_fills(positions_start, trades)
+    _LAST_BOOK[:] = [(weakref.ref(positions_start), weakref.ref(trades), dict(book))]
+    return rows, book
+
+
+def _final_book(positions_start: pl.DataFrame, trades: pl.DataFrame) -> dict[tuple[int, str], tuple[float, float]]:
+    """The final book of _replay, reused when the last replay was of the very same frames."""
+    if _LAST_BOOK and _LAST_BOOK[0][0]() is positions_start and _LAST_BOOK[0][1]() is trades:
+        return dict(_LAST_BOOK[0][2])
+    return _replay(positions_start, trades)[1]
+
+
+def _replay_fills(positions_start: pl.DataFrame, trades: pl.DataFrame
+                  ) -> tuple[pl.DataFrame, dict[tuple[int, str], tuple[float, float]]]:
+    """Replay every fill in exchange order through positions.step (see rebuild_positions)."""
     _check_trades(trades)
     book = _start_book(positions_start)
     f = trades.sort("ts", "trade_id")
@@ -218,7 +241,7 @@ def end_of_day_positions(positions_start: pl.DataFrame, trades: pl.DataFrame,
     Returns date, account, symbol, size, entry_price sorted by account and symbol. date = `day`,
     else the UTC date of the trades (one date expected), else the start positions' date + 1 day.
     """
-    _, book = _replay(positions_start, trades)
+    book = _final_book(positions_start, trades)
     if day is None:
         dates = trades["ts"].dt.date().unique().drop_nulls()
         if dates.len() > 1:
@@ -275,6 +298,10 @@ def violations(order_events: pl.DataFrame, trades: pl.DataFrame,
     """
     _check_trades(trades)
     _require(fills_with_positions, "fills_with_positions", tuple(FILLS_SCHEMA))
+    _require(order_events, "order_events", _EVENT_COLS)
+    # only the events of orders with a fill today are read (one hash semi-join over the events)
+    filled = fills_with_positions.select("order_id").drop_nulls().unique()
+    order_events = order_events.join(filled, on="order_id", how="semi")
     attrs = _order_attributes(order_events)
     partial_ev = order_events.filter(pl.col("event") == "partial_fill").select("order_id", pl.col("ts").alias("_pts"))
 
@@ -285,8 +312,12 @@ def violations(order_events: pl.DataFrame, trades: pl.DataFrame,
               (pl.col("qty_signed").abs().cum_sum().over("order_id") - pl.col("qty_signed").abs())
               .alias("_filled_before"))
           .join(attrs, on="order_id", how="left"))
-    # partial_fill events strictly before the fill
-    prior_ev = (fp.select("trade_id", "role", "order_id", "ts")
+    # partial_fill events strictly before the fill, counted only for the fills that can be
+    # reported (of a reduce-only, post-only or cancelled order, or a self-trade)
+    self_ids = trades.filter(pl.col("taker_account") == pl.col("maker_account"))["trade_id"]
+    reportable = (pl.col("reduce_only").fill_null(False) | pl.col("post_only").fill_null(False)
+                  | pl.col("cancel_ts").is_not_null() | pl.col("trade_id").is_in(self_ids.implode()))
+    prior_ev = (fp.filter(reportable).select("trade_id", "role", "order_id", "ts")
                 .join(partial_ev, on="order_id", how="inner")
                 .filter(pl.col("_pts") < pl.col("ts"))
                 .group_by("trade_id", "role").agg(pl.len().alias("_prior_events")))

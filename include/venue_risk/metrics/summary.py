@@ -229,7 +229,9 @@ def venue_day_figures(trades: pl.DataFrame, market_metrics: pl.DataFrame,
     figures["volume_notional"] = float(trades.select((pl.col("price") * pl.col("qty")).sum()).item() or 0.0)
     figures["trade_count"] = float(trades.height)
     oi = (market_metrics.group_by("symbol")
-          .agg(pl.col("open_interest_value").sort_by("ts").last()))
+          .agg(pl.col("open_interest_value").sort_by("ts").last()).sort("symbol"))
+    # (summed in symbol order: a group-by's row order varies from run to run, and so would the
+    # last bits of the sum)
     figures["open_interest_value_close"] = (float(oi["open_interest_value"].sum())
                                             if oi.height else math.nan)
     notional = pl.col("qty") * pl.col("mark_price")
@@ -242,7 +244,7 @@ def venue_day_figures(trades: pl.DataFrame, market_metrics: pl.DataFrame,
     if insurance_fund.height:
         pools = insurance_fund.group_by("pool").agg(
             pl.col("balance").sort_by("ts").first().alias("open"),
-            pl.col("balance").sort_by("ts").last().alias("close"))
+            pl.col("balance").sort_by("ts").last().alias("close")).sort("pool")
         figures["insurance_fund_open"] = float(pools["open"].sum())
         figures["insurance_fund_close"] = float(pools["close"].sum())
         figures["insurance_fund_net"] = figures["insurance_fund_close"] - figures["insurance_fund_open"]
