@@ -8,6 +8,13 @@ or running (`wait_for_earlier_days`), so each baseline sees the days before it. 
 in parallel. A day before VENUE_RISK_START_DATE fails loudly; a *scheduled* run that starts long
 after its day closed (the run Airflow creates when the DAG is unpaused) runs nothing and alerts.
 
+Split by symbol (DESIGN 8): the gate and the per-symbol metric families run as mapped tasks,
+one per symbol group (VENUE_RISK_SYMBOL_GROUPS; Celery spreads them over its workers):
+`validate_part` per group (plus one part for the symbol-less datasets), then `validate` rules on
+the day's totals; `compute_symbol_metrics` per group, then `compute_metrics` computes the
+cross-symbol families once on the combined result. Each mapped task writes its own Parquet files
+(temp file + rename) and none writes the warehouse.
+
 Thin by design: every task calls one stage of `venue_risk.pipeline` (imported inside the task,
 so parsing this file imports neither polars, duckdb, great_expectations nor weasyprint). Tasks
 hand each other paths and small dicts. The warehouse writers (load, store_metrics) share a
@@ -269,10 +276,26 @@ def venue_risk_daily():
         return _input_errors_fail_fast(lambda: pipeline.extract(_day(), dataset, _settings()))
 
     @task
-    def validate(extracted) -> dict:
+    def gate_parts(extracted) -> list[dict]:
         from venue_risk import pipeline
 
-        return _input_errors_fail_fast(lambda: pipeline.validate(_day(), _as_list(extracted), _settings()))
+        return _input_errors_fail_fast(lambda: pipeline.gate_parts(_day(), _as_list(extracted), _settings()))
+
+    @task
+    def validate_part(part: dict, extracted) -> dict:
+        from venue_risk import pipeline
+
+        return _input_errors_fail_fast(
+            lambda: pipeline.validate_part(_day(), _as_list(extracted), part, _settings()))
+
+    @task
+    def validate(extracted, parts) -> dict:
+        """The gate's verdict over every part (quarantine limits and volume bands on the day's
+        totals): validation.json, or DataQualityError."""
+        from venue_risk import pipeline
+
+        return _input_errors_fail_fast(
+            lambda: pipeline.combine_gate(_day(), _as_list(extracted), _as_list(parts), _settings()))
 
     @task(pool=WAREHOUSE_POOL, **IO_RETRIES)
     def load(extracted, validation: dict) -> dict:
@@ -281,10 +304,22 @@ def venue_risk_daily():
         return pipeline.load(_day(), _as_list(extracted), _settings())
 
     @task
-    def compute_metrics(loaded: dict) -> dict:
+    def metric_groups(loaded: dict) -> list[dict]:
         from venue_risk import pipeline
 
-        return pipeline.compute_metrics(_day(), _settings())
+        return pipeline.metric_groups(_day(), _settings())
+
+    @task
+    def compute_symbol_metrics(group: dict) -> dict:
+        from venue_risk import pipeline
+
+        return pipeline.compute_symbol_metrics(_day(), group, _settings())
+
+    @task
+    def compute_metrics(parts) -> dict:
+        from venue_risk import pipeline
+
+        return pipeline.compute_metrics(_day(), _settings(), parts=_as_list(parts))
 
     @task(pool=WAREHOUSE_POOL, **IO_RETRIES)
     def store_metrics(tables: dict) -> dict:
@@ -322,10 +357,12 @@ def venue_risk_daily():
     ready = prepare_source()
     extracted = extract.expand(dataset=list(DATASET_NAMES))
     ready >> extracted
-    checked = validate(extracted)
-    ready >> wait_for_earlier_days() >> checked
+    parts_of_day = gate_parts(extracted)
+    ready >> wait_for_earlier_days() >> parts_of_day
+    checked = validate(extracted, validate_part.partial(extracted=extracted).expand(part=parts_of_day))
     loaded = load(extracted, checked)
-    stored = store_metrics(compute_metrics(loaded))
+    parts = compute_symbol_metrics.expand(group=metric_groups(loaded))
+    stored = store_metrics(compute_metrics(parts))
     deliver(build_report(extracted, stored))
 
 

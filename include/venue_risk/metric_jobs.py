@@ -12,6 +12,7 @@ import datetime as dt
 import duckdb
 import polars as pl
 
+from venue_risk.schema import DATASETS
 from venue_risk.warehouse import read_day, read_history, table_exists
 
 INPUTS = ("instruments", "risk_tiers", "trades", "order_events", "liquidations", "book_depth",
@@ -37,16 +38,27 @@ METRIC_TABLES = (
 )
 
 
-def read_inputs(con: duckdb.DuckDBPyConnection, day: dt.date) -> dict[str, pl.DataFrame]:
-    """The day's canonical datasets, plus the last minute of the previous day's index
-    components (so a source's age is known from the first second of the day)."""
-    data = {name: read_day(con, name, day) for name in INPUTS}
-    data["positions_start"] = read_day(con, "positions_eod", day - dt.timedelta(days=1))
+def read_inputs(con: duckdb.DuckDBPyConnection, day: dt.date, symbols: list[str] | None = None,
+                names: tuple[str, ...] = INPUTS) -> dict[str, pl.DataFrame]:
+    """The day's canonical datasets `names`, plus the previous day's positions_eod
+    (positions_start), the quarantined fills and the last minute of the previous day's index
+    components (so a source's age is known from the first second of the day). `symbols`: only
+    the rows of those symbols in every dataset with a symbol column (None: every row)."""
+    where = None
+    if symbols is not None:
+        where = "symbol IN (" + ", ".join("'" + s.replace("'", "''") + "'" for s in symbols) + ")"
+
+    def rows(table: str, on: dt.date) -> pl.DataFrame:
+        return read_day(con, table, on, where if "symbol" in DATASETS[table].schema else None)
+
+    data = {name: rows(name, day) for name in names}
+    data["positions_start"] = rows("positions_eod", day - dt.timedelta(days=1))
     start = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)
     data["quarantined_fills"] = quarantined_fills(con, day)
     data["prev_index_components"] = con.sql(
         f"SELECT * EXCLUDE (date) FROM index_components WHERE date = DATE '{day - dt.timedelta(days=1)}' "
         f"AND received_ts >= TIMESTAMPTZ '{(start - dt.timedelta(minutes=1)).isoformat()}'"
+        + (f" AND {where}" if where else "")
     ).pl()
     return data
 
@@ -104,49 +116,60 @@ def family_inputs(data: dict[str, pl.DataFrame], coverage: dict[str, dict] | Non
     return {name: frame.clear() for name, frame in data.items()}
 
 
-def liquidation_tables(data: dict[str, pl.DataFrame],
-                       coverage: dict[str, dict] | None = None) -> dict[str, pl.DataFrame]:
-    """DESIGN 4.1 and 4.2: slippage per path and forced-execution cost."""
-    from venue_risk.metrics import forced_cost, slippage
+#: Metric tables computed per symbol group (in a split run, by Airflow mapped tasks over the
+#: groups), with the key their rows are ordered by once the groups are put together. Each is
+#: a row-wise function of one symbol's data, so the concatenation over groups (re-sorted by the
+#: key, stably) equals the table computed over every symbol at once. The rest of
+#: METRIC_TABLES (aggregates over symbols, baselines, cross-symbol families, the venue
+#: summary) is computed once from these and the day's other inputs (`combined_tables`).
+SYMBOL_TABLES: dict[str, tuple[str, ...]] = {
+    "liquidation_executions": ("liquidation_id",),
+    "forced_costs": ("liquidation_id",),
+    "margin_sensitivity": ("symbol",),
+    "index_gap_summary": ("symbol",),
+    "source_exclusions": ("symbol",),
+    "exclusion_windows": ("symbol",),
+    "single_source_sensitivity": ("symbol",),
+    "broken_source_counterfactual": ("symbol",),
+    "mark_basis": ("symbol",),
+    "mark_lag_by_vol_bucket": ("symbol",),
+    "order_flow_violations": (),
+    "position_rebuild_check": ("account", "symbol"),
+    "minute_features": ("date", "symbol", "minute"),
+}
+#: The inputs of `symbol_tables` (read per group, with only the group's symbols).
+SYMBOL_INPUTS = ("instruments", "risk_tiers", "trades", "order_events", "liquidations", "book_depth",
+                 "mark_index", "index_components", "positions_eod", "leverage_changes")
 
-    full, data = data, family_inputs(data, coverage, "slippage")
 
-    executions = slippage.liquidation_executions(data["liquidations"], data["trades"], data["book_depth"])
-    costs = forced_cost.forced_costs(executions, data["instruments"], data["risk_tiers"])
-    sensitivity = pl.concat(
-        [forced_cost.margin_sensitivity(full["risk_tiers"], symbol)
-         for symbol in full["instruments"]["symbol"].sort().to_list()], how="vertical")
-    return {
-        "liquidation_executions": executions,
-        "slippage_by_path": slippage.slippage_by_path(executions),
-        "slippage_by_depth_bin": slippage.slippage_by_depth_bin(executions),
-        "forced_costs": costs,
-        "forced_cost_by_path": forced_cost.forced_cost_by_path(costs),
-        "insurance_fund_flows": forced_cost.insurance_fund_flows(full["liquidations"], full["insurance_fund"]),
-        "margin_sensitivity": sensitivity,
-    }
-
-
-def market_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFrame],
-                  executions: pl.DataFrame, coverage: dict[str, dict] | None = None) -> dict[str, pl.DataFrame]:
-    """DESIGN 4.3 (crowding), 4.4 (index and mark integrity) and 4.5 (drift)."""
-    from venue_risk.metrics import crowding, drift, index_integrity as ii
+def symbol_tables(data: dict[str, pl.DataFrame], day: dt.date,
+                  coverage: dict[str, dict] | None = None) -> dict[str, pl.DataFrame]:
+    """The SYMBOL_TABLES of the symbols in `data` (every frame holding only those symbols'
+    rows): DESIGN 4.1/4.2 per liquidation (executions, forced costs) and per symbol (margin
+    sensitivity), 4.4 index and mark integrity, 4.6 order-flow violations and the position
+    rebuild check (before the day-level exclusions of `combined_tables`), 4.7 per-minute
+    features."""
+    from venue_risk.metrics import anomalies, forced_cost, index_integrity as ii, order_flow, slippage
 
     full = data
-    data = family_inputs(full, coverage, "index")
+    data = family_inputs(full, coverage, "slippage")
+    executions = slippage.liquidation_executions(data["liquidations"], data["trades"], data["book_depth"])
+    out = {
+        "liquidation_executions": executions,
+        "forced_costs": forced_cost.forced_costs(executions, data["instruments"], data["risk_tiers"]),
+        "margin_sensitivity": pl.concat(
+            [forced_cost.margin_sensitivity(full["risk_tiers"], symbol)
+             for symbol in full["instruments"]["symbol"].sort().to_list()], how="vertical")
+        if full["instruments"].height else
+        forced_cost.margin_sensitivity(full["risk_tiers"], "").clear(),
+    }
 
+    data = family_inputs(full, coverage, "index")
     prev = data["prev_index_components"]
     recomputed, status = ii.recompute_index_and_status(
         data["index_components"], data["instruments"], data["mark_index"],
         prev_index_components=prev if prev.height else None)
-    cr = family_inputs(full, coverage, "crowding")
-    daily = crowding.funding_vol_daily(cr["funding"], cr["mark_index"], cr["market_metrics"],
-                                       cr["instruments"])
-    dr = family_inputs(full, coverage, "drift")
-    samples = drift.feature_samples(dr["trades"], dr["order_events"], dr["mark_index"],
-                                    dr["book_depth"], dr["positions_eod"], executions)
-    return {
-        "crowding": crowding.crowding_scores(daily, baselines["crowding"]),
+    out |= {
         "index_gap_summary": ii.index_gap_summary(recomputed),
         "source_exclusions": ii.source_exclusions(status),
         "exclusion_windows": ii.exclusion_windows(status),
@@ -158,6 +181,75 @@ def market_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFra
             positions_eod=data["positions_eod"], risk_tiers=data["risk_tiers"]),
         "mark_basis": ii.mark_basis(full["mark_index"]),
         "mark_lag_by_vol_bucket": ii.mark_lag_by_vol_bucket(full["mark_index"], full["trades"]),
+    }
+
+    data = family_inputs(full, coverage, "order_flow")
+    fills = order_flow.rebuild_positions(data["positions_start"], data["trades"])
+    rebuilt = order_flow.end_of_day_positions(data["positions_start"], data["trades"], day)
+    out["order_flow_violations"] = order_flow.violations(data["order_events"], data["trades"], fills)
+    out["position_rebuild_check"] = (
+        rebuilt.join(data["positions_eod"].select("account", "symbol", pl.col("size").alias("reported")),
+                     on=["account", "symbol"], how="full", coalesce=True)
+        .with_columns(pl.col("size").fill_null(0.0), pl.col("reported").fill_null(0.0))
+        .filter((pl.col("size") - pl.col("reported")).abs() > 1e-9)
+        .select("account", "symbol", pl.col("size").alias("rebuilt_size"), pl.col("reported").alias("reported_size")))
+
+    data = family_inputs(full, coverage, "anomalies")
+    out["minute_features"] = anomalies.minute_features(
+        data["order_events"], data["leverage_changes"], data["book_depth"], data["mark_index"],
+        data["liquidations"], data["trades"])
+    return out
+
+
+def concat_symbol_tables(parts: list[dict[str, pl.DataFrame]]) -> dict[str, pl.DataFrame]:
+    """The SYMBOL_TABLES of several symbol groups as one table each: the groups' rows
+    concatenated in group order, then stably sorted by the table's key (SYMBOL_TABLES), so the
+    result does not depend on how the symbols were grouped. One part is returned as it is."""
+    if len(parts) == 1:
+        return dict(parts[0])
+    out = {}
+    for name, key in SYMBOL_TABLES.items():
+        frame = pl.concat([p[name] for p in parts], how="vertical")
+        out[name] = frame.sort(list(key), maintain_order=True, nulls_last=True) if key else frame
+    return out
+
+
+def liquidation_tables(data: dict[str, pl.DataFrame], sym: dict[str, pl.DataFrame],
+                       coverage: dict[str, dict] | None = None) -> dict[str, pl.DataFrame]:
+    """DESIGN 4.1 and 4.2: slippage per path and forced-execution cost, from the per-liquidation
+    tables of `symbol_tables`."""
+    from venue_risk.metrics import forced_cost, slippage
+
+    executions, costs = sym["liquidation_executions"], sym["forced_costs"]
+    return {
+        "liquidation_executions": executions,
+        "slippage_by_path": slippage.slippage_by_path(executions),
+        "slippage_by_depth_bin": slippage.slippage_by_depth_bin(executions),
+        "forced_costs": costs,
+        "forced_cost_by_path": forced_cost.forced_cost_by_path(costs),
+        "insurance_fund_flows": forced_cost.insurance_fund_flows(data["liquidations"], data["insurance_fund"]),
+        "margin_sensitivity": sym["margin_sensitivity"],
+    }
+
+
+def market_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFrame],
+                  sym: dict[str, pl.DataFrame], coverage: dict[str, dict] | None = None) -> dict[str, pl.DataFrame]:
+    """DESIGN 4.3 (crowding), 4.4 (index and mark integrity, from `symbol_tables`) and 4.5
+    (drift)."""
+    from venue_risk.metrics import crowding, drift
+
+    full = data
+    cr = family_inputs(full, coverage, "crowding")
+    daily = crowding.funding_vol_daily(cr["funding"], cr["mark_index"], cr["market_metrics"],
+                                       cr["instruments"])
+    dr = family_inputs(full, coverage, "drift")
+    samples = drift.feature_samples(dr["trades"], dr["order_events"], dr["mark_index"],
+                                    dr["book_depth"], dr["positions_eod"], sym["liquidation_executions"])
+    return {
+        "crowding": crowding.crowding_scores(daily, baselines["crowding"]),
+        **{name: sym[name] for name in ("index_gap_summary", "source_exclusions", "exclusion_windows",
+                                        "single_source_sensitivity", "broken_source_counterfactual",
+                                        "mark_basis", "mark_lag_by_vol_bucket")},
         "feature_samples": samples,
         "feature_drift": drift.feature_drift(
             samples, baselines["feature_samples"] if baselines["feature_samples"].height else samples.clear()),
@@ -166,7 +258,7 @@ def market_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFra
 
 
 def account_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFrame],
-                   day: dt.date, engine_latency_s: float = 1.0,
+                   sym: dict[str, pl.DataFrame], day: dt.date, engine_latency_s: float = 1.0,
                    coverage: dict[str, dict] | None = None) -> dict[str, pl.DataFrame]:
     """DESIGN 4.6 (order flow), 4.7 (anomalies), 4.8 (cross margin), 4.9 (bands, cascades) and
     4.10 (API keys).
@@ -185,17 +277,9 @@ def account_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFr
     full = data
     data = family_inputs(full, coverage, "order_flow")
     has_start = data["positions_start"].height > 0
-    fills = order_flow.rebuild_positions(data["positions_start"], data["trades"])
-    violations = order_flow.violations(data["order_events"], data["trades"], fills)
+    violations, check = sym["order_flow_violations"], sym["position_rebuild_check"]
     if not has_start:
         violations = violations.filter(~pl.col("kind").str.starts_with("reduce_only"))
-    rebuilt = order_flow.end_of_day_positions(data["positions_start"], data["trades"], day)
-    check = (rebuilt.join(data["positions_eod"].select("account", "symbol", pl.col("size").alias("reported")),
-                          on=["account", "symbol"], how="full", coalesce=True)
-             .with_columns(pl.col("size").fill_null(0.0), pl.col("reported").fill_null(0.0))
-             .filter((pl.col("size") - pl.col("reported")).abs() > 1e-9)
-             .select("account", "symbol", pl.col("size").alias("rebuilt_size"), pl.col("reported").alias("reported_size")))
-    if not has_start:
         check = check.clear()
     excluded = data.get("quarantined_fills", pl.DataFrame(schema=QUARANTINED_FILLS_SCHEMA))
     if excluded.height:
@@ -211,9 +295,7 @@ def account_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFr
         violations = hit.filter(~(pl.col("kind").str.starts_with("reduce_only")
                                   & pl.col("_quarantined").fill_null(False))).drop("_quarantined")
 
-    data = family_inputs(full, coverage, "anomalies")
-    features = anomalies.minute_features(data["order_events"], data["leverage_changes"], data["book_depth"],
-                                         data["mark_index"], data["liquidations"], data["trades"])
+    features = sym["minute_features"]
     baseline = baselines["minute_features"]
     z = anomalies.robust_z(features, baseline if baseline.height else None)
     incidents = anomalies.incidents(z)
@@ -252,20 +334,19 @@ def account_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFr
     }
 
 
-def compute_all(con: duckdb.DuckDBPyConnection, day: dt.date, baseline_days: int,
-                engine_latency_s: float = 1.0, coverage: dict[str, dict] | None = None) -> dict[str, pl.DataFrame]:
-    """Every metric table for `day`, including `venue_figures` (the day's headline figures in
-    long form: figure, value), which later days read as their baseline. `engine_latency_s`: the
-    liquidation engine's round time in the cascade model (VENUE_RISK_ENGINE_LATENCY_S).
-    `coverage`: the gate's coverage block (None: the source carries everything); a family whose
-    datasets are not covered runs on empty inputs (`family_inputs`)."""
+def day_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFrame],
+               sym: dict[str, pl.DataFrame], day: dt.date, engine_latency_s: float = 1.0,
+               coverage: dict[str, dict] | None = None) -> dict[str, pl.DataFrame]:
+    """Every metric table of METRIC_TABLES for `day`, from the day's inputs (`data`, every
+    symbol), its baselines and the SYMBOL_TABLES of all its symbols (`sym`, one call of
+    `symbol_tables` or the groups' parts put together by `concat_symbol_tables`), including
+    `venue_figures` (the day's headline figures in long form: figure, value), which later days
+    read as their baseline."""
     from venue_risk.metrics import summary
 
-    data = read_inputs(con, day)
-    baselines = read_baselines(con, day, baseline_days)
-    tables = liquidation_tables(data, coverage)
-    tables |= market_tables(data, baselines, tables["liquidation_executions"], coverage)
-    tables |= account_tables(data, baselines, day, engine_latency_s, coverage)
+    tables = liquidation_tables(data, sym, coverage)
+    tables |= market_tables(data, baselines, sym, coverage)
+    tables |= account_tables(data, baselines, sym, day, engine_latency_s, coverage)
     figures = summary.venue_day_figures(data["trades"], data["market_metrics"], data["liquidations"],
                                         data["insurance_fund"], tables["liquidation_executions"],
                                         tables["forced_costs"])
@@ -276,3 +357,33 @@ def compute_all(con: duckdb.DuckDBPyConnection, day: dt.date, baseline_days: int
     tables["venue_figures"] = pl.DataFrame({"figure": list(figures),
                                             "value": [float(v) for v in figures.values()]})
     return {name: tables[name] for name in METRIC_TABLES}
+
+
+def compute_all(con: duckdb.DuckDBPyConnection, day: dt.date, baseline_days: int,
+                engine_latency_s: float = 1.0, coverage: dict[str, dict] | None = None) -> dict[str, pl.DataFrame]:
+    """Every metric table for `day` in one process (the single-task path): `symbol_tables`
+    over every symbol, then `day_tables`. `engine_latency_s`: the liquidation engine's round
+    time in the cascade model (VENUE_RISK_ENGINE_LATENCY_S). `coverage`: the gate's coverage
+    block (None: the source carries everything); a family whose datasets are not covered runs on
+    empty inputs (`family_inputs`)."""
+    data = read_inputs(con, day)
+    baselines = read_baselines(con, day, baseline_days)
+    return day_tables(data, baselines, symbol_tables(data, day, coverage), day, engine_latency_s, coverage)
+
+
+def compute_symbols(con: duckdb.DuckDBPyConnection, day: dt.date, symbols: list[str],
+                    coverage: dict[str, dict] | None = None) -> dict[str, pl.DataFrame]:
+    """The SYMBOL_TABLES of one symbol group (a mapped task of the split path): reads only the
+    group's rows of SYMBOL_INPUTS."""
+    return symbol_tables(read_inputs(con, day, symbols, SYMBOL_INPUTS), day, coverage)
+
+
+def compute_combined(con: duckdb.DuckDBPyConnection, day: dt.date, parts: list[dict[str, pl.DataFrame]],
+                     baseline_days: int, engine_latency_s: float = 1.0,
+                     coverage: dict[str, dict] | None = None) -> dict[str, pl.DataFrame]:
+    """Every metric table for `day` from the symbol groups' SYMBOL_TABLES (`parts`, in group
+    order) and the day's other inputs (the split path's last step)."""
+    names = tuple(n for n in INPUTS if n != "index_components")
+    data = read_inputs(con, day, names=names)
+    baselines = read_baselines(con, day, baseline_days)
+    return day_tables(data, baselines, concat_symbol_tables(parts), day, engine_latency_s, coverage)

@@ -88,24 +88,68 @@ def quality_dir(settings: Settings, day: dt.date) -> Path:
     return settings.paths.data / "quality" / f"date={day.isoformat()}"
 
 
-def validate(day: str | dt.date, extracted: list[dict], settings: Settings) -> dict:
-    """Run the data-quality gate (Great Expectations suites) on the landed day. Writes
-    data/quality/date=D/validation.json and gx_results.json (copied beside the report), the
-    validated partitions and the quarantine. Raises DataQualityError on a critical failure."""
+def _declared(extracted: list[dict]) -> dict | None:
+    """{dataset: declared entry} of the carried datasets of the extract results (None: all)."""
+    return ({e["dataset"]: e.get("declared") for e in extracted if e.get("carried", True)}
+            if extracted else None)
+
+
+def validate(day: str | dt.date, extracted: list[dict], settings: Settings,
+             groups: int | None = None) -> dict:
+    """Run the data-quality gate (Great Expectations suites) on the landed day, in `groups`
+    symbol groups one after the other (default settings.symbol_groups, else by the day's size:
+    quality.gate.gate_groups; the result does not depend on it). Writes data/quality/date=D/validation.json and
+    gx_results.json (copied beside the report), the validated partitions and the quarantine.
+    Raises DataQualityError on a critical failure."""
     from venue_risk.quality import run_gate
 
     day = as_date(day)
     result = run_gate(day, landed_paths(extracted), settings.paths.data,
                       quarantine_limits=settings.quarantine_limits or None,
-                      declared={e["dataset"]: e.get("declared") for e in extracted
-                                if e.get("carried", True)} if extracted else None)
+                      declared=_declared(extracted),
+                      groups=groups if groups is not None else settings.symbol_groups)
+    return {"status": result["status"], "path": str(quality_dir(settings, day) / "validation.json"),
+            "quarantined": sum(q["rows"] for q in result["quarantined"])}
+
+
+def gate_parts(day: str | dt.date, extracted: list[dict], settings: Settings,
+               groups: int | None = None) -> list[dict]:
+    """The parts of the split gate (quality.gate.gate_parts): one per symbol group (default
+    settings.symbol_groups, else by the day's size: quality.gate.gate_groups) and the venue
+    part."""
+    from venue_risk.quality.gate import gate_groups, gate_parts as parts
+
+    landed = landed_paths(extracted)
+    groups = groups or settings.symbol_groups or gate_groups(landed)
+    return parts(as_date(day), landed, groups)
+
+
+def validate_part(day: str | dt.date, extracted: list[dict], part: dict, settings: Settings) -> dict:
+    """One part of the split gate (quality.gate.validate_part): its validated partitions,
+    quarantine rows and quality/date=D/parts/<part>.json. Returns a small summary."""
+    from venue_risk.quality.gate import validate_part as run_part
+
+    return run_part(as_date(day), landed_paths(extracted), settings.paths.data, part,
+                    declared=_declared(extracted))
+
+
+def combine_gate(day: str | dt.date, extracted: list[dict], parts: list[dict], settings: Settings) -> dict:
+    """Combine the parts of the split gate (quality.gate.combine_parts) into validation.json;
+    returns what `validate` returns. Raises DataQualityError on a critical failure."""
+    from venue_risk.quality.gate import combine_parts
+
+    day = as_date(day)
+    result = combine_parts(day, settings.paths.data, parts,
+                           quarantine_limits=settings.quarantine_limits or None,
+                           declared=_declared(extracted))
     return {"status": result["status"], "path": str(quality_dir(settings, day) / "validation.json"),
             "quarantined": sum(q["rows"] for q in result["quarantined"])}
 
 
 def load(day: str | dt.date, extracted: list[dict], settings: Settings) -> dict:
-    """Replace the day in the warehouse (one transaction): the validated partitions and the
-    quarantined rows of the gate's run (validation.json), never the raw landing."""
+    """Replace the day in the warehouse (one transaction): the validated partitions (every part
+    file validation.json lists per dataset) and the quarantined rows of the gate's run
+    (validation.json), never the raw landing."""
     import json
 
     from venue_risk.quality import DataQualityError
@@ -131,22 +175,78 @@ def baseline_path(settings: Settings, day: dt.date) -> Path:
     return metrics_dir(settings, day) / "baseline.json"
 
 
-def compute_metrics(day: str | dt.date, settings: Settings) -> dict[str, str]:
-    """Read the day and its baselines from the warehouse (read-only, via Arrow), compute every
-    metric table (venue_risk.metric_jobs) and write each as Parquet; returns {table: path}.
-    Also writes data/metrics/date=D/baseline.json: which days of the window the baselines held
-    (with their versions) and which they missed (venue_risk.baseline)."""
-    from venue_risk.baseline import baseline_record, window_start
-    from venue_risk.metric_jobs import compute_all
-    from venue_risk.warehouse import connect, day_versions
-
+def _coverage(settings: Settings, day: dt.date) -> dict | None:
     import json
 
+    return json.loads((quality_dir(settings, day) / "validation.json").read_text()).get("coverage")
+
+
+def metric_groups(day: str | dt.date, settings: Settings) -> list[dict]:
+    """The day's symbol groups for the split metric stage (venue_risk.split.symbol_groups over
+    the symbols of the loaded instruments; settings.symbol_groups of them, else by the day's
+    size: split.groups_for_rows of the gate's landed row counts of the datasets with a symbol
+    column): [{group, symbols}], JSON for Airflow's task mapping. A day without instruments has
+    one empty group."""
+    import json
+
+    from venue_risk.schema import DATASETS
+    from venue_risk.split import group_name, groups_for_rows, symbol_groups
+    from venue_risk.warehouse import connect
+
     day = as_date(day)
-    coverage = json.loads((quality_dir(settings, day) / "validation.json").read_text()).get("coverage")
+    with connect(settings.paths.warehouse, read_only=True) as con:
+        symbols = [r[0] for r in con.sql(
+            f"SELECT DISTINCT symbol FROM instruments WHERE date = DATE '{day.isoformat()}' "
+            "AND symbol IS NOT NULL").fetchall()]
+    n = settings.symbol_groups
+    if n is None:
+        counts = json.loads((quality_dir(settings, day) / "validation.json").read_text()).get("row_counts", {})
+        n = groups_for_rows(sum(v for k, v in counts.items() if k in DATASETS and "symbol" in DATASETS[k].schema))
+    groups = symbol_groups(symbols, n) or [[]]
+    return [{"group": group_name(i), "symbols": g} for i, g in enumerate(groups)]
+
+
+def compute_symbol_metrics(day: str | dt.date, group: dict, settings: Settings) -> dict[str, str]:
+    """One symbol group's per-symbol metric tables (metric_jobs.SYMBOL_TABLES), each written
+    as data/metrics/date=D/parts/<group>/<table>.parquet (temp file + rename); returns
+    {table: path}. Reads the warehouse read-only and writes no table in it, so the groups of a
+    day run side by side (Airflow mapped tasks) without the warehouse's writer lock."""
+    from venue_risk.metric_jobs import compute_symbols
+    from venue_risk.warehouse import connect
+
+    day = as_date(day)
+    coverage = _coverage(settings, day)
+    with connect(settings.paths.warehouse, read_only=True) as con:
+        tables = compute_symbols(con, day, list(group["symbols"]), coverage)
+    folder = metrics_dir(settings, day) / "parts" / group["group"]
+    return {name: str(write_parquet_atomic(frame, folder / f"{name}.parquet")) for name, frame in tables.items()}
+
+
+def compute_metrics(day: str | dt.date, settings: Settings,
+                    parts: list[dict[str, str]] | None = None) -> dict[str, str]:
+    """Read the day and its baselines from the warehouse (read-only, via Arrow), compute every
+    metric table (venue_risk.metric_jobs) and write each as Parquet; returns {table: path}.
+    `parts`: the outputs of compute_symbol_metrics for every symbol group of the day (the split
+    path), whose per-symbol tables are put together instead of computed here; None: everything
+    in this process (metric_jobs.compute_all). Both give the same tables.
+    Also writes data/metrics/date=D/baseline.json: which days of the window the baselines held
+    (with their versions) and which they missed (venue_risk.baseline)."""
+    import polars as pl
+
+    from venue_risk.baseline import baseline_record, window_start
+    from venue_risk.metric_jobs import compute_all, compute_combined
+    from venue_risk.warehouse import connect, day_versions
+
+    day = as_date(day)
+    coverage = _coverage(settings, day)
     with connect(settings.paths.warehouse, read_only=True) as con:
         versions = day_versions(con, window_start(day, settings.first_day, settings.baseline_days), day)
-        tables = compute_all(con, day, settings.baseline_days, settings.engine_latency_s, coverage)
+        if parts is None:
+            tables = compute_all(con, day, settings.baseline_days, settings.engine_latency_s, coverage)
+        else:
+            frames = [{name: pl.read_parquet(path) for name, path in part.items()} for part in parts]
+            tables = compute_combined(con, day, frames, settings.baseline_days, settings.engine_latency_s,
+                                      coverage)
     write_json_atomic(baseline_record(day, settings.first_day, settings.baseline_days, versions),
                       baseline_path(settings, day))
     return {name: str(write_parquet_atomic(_with_date(frame, day), metrics_dir(settings, day) / f"{name}.parquet"))

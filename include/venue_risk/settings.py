@@ -16,6 +16,7 @@
 | VENUE_RISK_SCHEDULE_GRACE_HOURS | a *scheduled* run that starts more than this long after its day closed (the run Airflow creates when the DAG is unpaused late) reports nothing and alerts operations; ask for past days with a backfill | 6 |
 | VENUE_RISK_WAREHOUSE_WAIT_S | how long an open of the DuckDB warehouse waits while another process holds it, before failing and naming the holder | 900 |
 | VENUE_RISK_PSEUDONYM_KEY | secret HMAC key of the account pseudonyms, for the CLI (under Airflow: the variable `venue_risk_pseudonym_key`); set but empty: pseudonyms off | none: accounts shown as recorded, and the report says so |
+| VENUE_RISK_SYMBOL_GROUPS | symbol groups of a day: the gate and the per-symbol metric families run as one Airflow mapped task per group (spread over Celery workers in production; the CLI runs the gate's groups one after the other); the figures do not depend on it | one group per 4M landed rows with a symbol (demo: 1; large: 14) |
 | VENUE_RISK_QUARANTINE_LIMITS | per-dataset quarantine limits, `dataset=share,...` (e.g. `trades=0.01`); above a dataset's limit the day is critical | `quality.limits.DEFAULT_QUARANTINE_LIMITS` |
 """
 
@@ -45,6 +46,18 @@ def _iso_date(text: str, name: str) -> str:
         raise ValueError(f"{name}={text!r}: expected a date YYYY-MM-DD") from None
 
 
+def _positive_int(text: str, name: str) -> int | None:
+    if not text.strip():
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"{name}={text!r}: expected a whole number >= 1")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     paths: Paths
@@ -63,6 +76,7 @@ class Settings:
     schedule_grace_hours: float = 6.0
     engine_latency_s: float = 1.0  # the liquidation engine's round time in the cascade model
     quarantine_limits: dict = field(default_factory=dict)  # dataset -> largest share quarantined
+    symbol_groups: int | None = None  # groups per day for the gate and per-symbol metrics; None: by size
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -88,6 +102,7 @@ class Settings:
             schedule_grace_hours=float(env("VENUE_RISK_SCHEDULE_GRACE_HOURS", "6")),
             engine_latency_s=float(env("VENUE_RISK_ENGINE_LATENCY_S", "1.0")),
             quarantine_limits=_quarantine_limits(env("VENUE_RISK_QUARANTINE_LIMITS", "")),
+            symbol_groups=_positive_int(env("VENUE_RISK_SYMBOL_GROUPS", ""), "VENUE_RISK_SYMBOL_GROUPS"),
         )
 
     @property

@@ -105,11 +105,12 @@ QUARANTINE_DDL = ("CREATE TABLE IF NOT EXISTS quarantine (date DATE NOT NULL, da
                   "reason VARCHAR, expectation VARCHAR, source_row BIGINT, record VARCHAR)")
 
 
-def load_day(path: Path, day: dt.date, landed: dict[str, str],
+def load_day(path: Path, day: dt.date, landed: dict[str, str | list[str]],
              quarantine: str | None = None) -> dict[str, int]:
-    """Replace day `day` of every canonical dataset with its (validated) Parquet file, and the
-    day's rows of the `quarantine` table (date, dataset, reason, expectation, source_row, record)
-    with the gate's quarantine file, in one transaction. Returns the rows now held per table."""
+    """Replace day `day` of every canonical dataset with its (validated) Parquet file or files
+    (a list: the gate's parts, loaded together), and the day's rows of the `quarantine` table
+    (date, dataset, reason, expectation, source_row, record) with the gate's quarantine file, in
+    one transaction. Returns the rows now held per table."""
     counts: dict[str, int] = {}
     with connect(path, read_only=False) as con:
         con.execute("BEGIN TRANSACTION")
@@ -118,7 +119,9 @@ def load_day(path: Path, day: dt.date, landed: dict[str, str],
                 con.execute(duckdb_ddl(dataset))
                 con.execute(f"DELETE FROM {dataset} WHERE date = DATE '{day.isoformat()}'")
                 cols = ", ".join(DATASETS[dataset].columns)
-                src = f"read_parquet({_quote_path(landed[dataset])})"
+                files = landed[dataset]
+                src = (f"read_parquet([{', '.join(_quote_path(f) for f in files)}])"
+                       if isinstance(files, (list, tuple)) else f"read_parquet({_quote_path(files)})")
                 if "date" in DATASETS[dataset].schema:
                     con.execute(f"INSERT INTO {dataset} ({cols}) SELECT {cols} FROM {src}")
                 else:
@@ -203,10 +206,13 @@ def day_versions(con: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date) -
         f"AND date < DATE '{end.isoformat()}' ORDER BY date").fetchall())
 
 
-def read_day(con: duckdb.DuckDBPyConnection, table: str, day: dt.date) -> pl.DataFrame:
+def read_day(con: duckdb.DuckDBPyConnection, table: str, day: dt.date,
+             where: str | None = None) -> pl.DataFrame:
     """One day of a table as a Polars frame (through Arrow), without the partition `date`
-    column for canonical datasets that do not carry it themselves."""
-    frame = con.sql(f"SELECT * FROM {table} WHERE date = DATE '{day.isoformat()}'").pl()
+    column for canonical datasets that do not carry it themselves; `where`: an extra SQL
+    condition on the rows (e.g. the symbols of one group)."""
+    extra = f" AND ({where})" if where else ""
+    frame = con.sql(f"SELECT * FROM {table} WHERE date = DATE '{day.isoformat()}'{extra}").pl()
     spec = DATASETS.get(table)
     if spec is not None and "date" not in spec.schema:
         frame = frame.drop("date")

@@ -27,13 +27,15 @@ def test_dag_shape():
     assert dag.max_active_runs == 1
     assert dag.catchup is False
     assert set(dag.params.keys()) >= {"recipients", "dry_run", "force_resend"}
-    order = ["prepare_source", "extract", "validate", "load", "compute_metrics", "store_metrics",
-             "build_report", "deliver"]
+    order = ["prepare_source", "extract", "gate_parts", "validate_part", "validate", "load", "metric_groups",
+             "compute_symbol_metrics", "compute_metrics", "store_metrics", "build_report", "deliver"]
     assert set(order) | {"wait_for_earlier_days"} == set(dag.task_ids)
     # Date order: the gate (and so everything after it) waits for the earlier days' runs, in
     # reschedule mode so that waiting days hold no worker slot.
     wait = dag.get_task("wait_for_earlier_days")
-    assert wait.upstream_task_ids == {"prepare_source"} and "validate" in wait.downstream_task_ids
+    assert wait.upstream_task_ids == {"prepare_source"} and "gate_parts" in wait.downstream_task_ids
+    # the gate and the per-symbol metric families are mapped over symbol groups
+    assert dag.get_task("validate_part").is_mapped and dag.get_task("compute_symbol_metrics").is_mapped
     assert wait.mode == "reschedule"
     # Airflow silently runs nothing before a DAG's start date: it is kept early, and the venue's
     # start date (VENUE_RISK_START_DATE) is checked by prepare_source, loudly.

@@ -570,21 +570,31 @@ def _to_pandas(frame: pl.DataFrame) -> "pandas.DataFrame":  # noqa: F821
 
 def run_suites(day: dt.date, frames: dict[str, pl.DataFrame],
                volume_bands: dict[str, tuple[float, float]],
-               coverage: dict[str, dict] | None = None) -> tuple[list[dict], dict[str, dict[int, str]], dict]:
+               coverage: dict[str, dict] | None = None,
+               reference: dict[str, pl.DataFrame] | None = None,
+               row_ids: dict[str, pl.Series | None] | None = None,
+               ) -> tuple[list[dict], dict[str, dict[int, str]], dict]:
     """Run the GX suite of every frame (the datasets the source carries). `coverage`: the
     gate's coverage per dataset (venue_risk.coverage.measure): its declared missing columns may
     be null, a declared window end replaces the end of the day in the freshness rules, and the
-    volume band applies to complete days only. Returns (checks, bad_rows, gx_results):
-    checks in the gate's result shape; bad_rows {dataset: {row index: reason}} for the
-    quarantine (first failing expectation per row, in suite order); gx_results {dataset: GX
-    validation result as JSON}."""
+    volume band applies to complete days only. `reference`: the frames the cross-dataset
+    helper columns and the listed symbols are read from (default `frames`; a symbol group of
+    the split gate passes the day's reference data here and validates only its rows).
+    `row_ids`: {dataset: the landed row number of each row of the frame} (default: the row
+    position), used for the row named in the examples.
+
+    Returns (checks, bad_rows, gx_results): checks in the gate's result shape, each with a
+    `_rule` entry for the gate's combine step ({id, kind, first_row, raised, min, max, seen});
+    bad_rows {dataset: {row position in the frame: reason}} for the quarantine (first failing
+    expectation per row, in suite order); gx_results {dataset: GX validation result as JSON}."""
     gx = import_gx()
     import great_expectations.expectations as gxe
 
     context = _gx_context()
     source = context.data_sources.add_pandas("landing")
-    symbols = (frames["instruments"]["symbol"].drop_nulls().unique().sort().to_list()
-               if "instruments" in frames else [])
+    reference = frames if reference is None else reference
+    symbols = (reference["instruments"]["symbol"].drop_nulls().unique().sort().to_list()
+               if "instruments" in reference else [])
     checks: list[dict] = []
     bad_rows: dict[str, dict[int, str]] = {}
     gx_results: dict[str, dict] = {}
@@ -595,7 +605,11 @@ def run_suites(day: dt.date, frames: dict[str, pl.DataFrame],
         missing = frozenset(cov.get("missing_columns") or ())
         window_end = (dt.datetime.fromisoformat(cov["window_end"]) if cov.get("declared_window")
                       and cov.get("window_end") else None)
-        checked = with_helper_columns(dataset, frame, frames, day, missing, window_end)
+        checked = with_helper_columns(dataset, frame, reference, day, missing, window_end)
+        ids = (row_ids or {}).get(dataset)
+
+        def source_row(idx: int) -> int:
+            return int(ids[idx]) if ids is not None else idx
         band = volume_bands.get(dataset) if cov.get("state", "complete") == "complete" else None
         rules = suite_rules(dataset, day, symbols, band, missing, window_end)
         # the canonical columns, then the helper columns this gate added
@@ -621,6 +635,11 @@ def run_suites(day: dt.date, frames: dict[str, pl.DataFrame],
                 raise RuntimeError(f"{dataset}: no GX result for {rule.name}; got {sorted(by_id)} {[x.expectation_config.meta for x in result.results][:3]}")
             res = r.result or {}
             raised = bool(r.exception_info and r.exception_info.get("raised_exception"))
+            meta: dict = {"id": i, "kind": rule.kind, "first_row": None, "raised": raised}
+            if rule.kind == "ExpectTableRowCountToBeBetween":
+                meta |= {"min": rule.kwargs.get("min_value"), "max": rule.kwargs.get("max_value")}
+            if rule.kind == "ExpectColumnMaxToBeBetween":  # the part holding the day's max decides
+                meta["seen"] = frame[rule.kwargs["column"]].dt.epoch("us").max()  # (None: no value)
             if raised:
                 failed, example = 1, f"expectation raised: {_short(r.exception_info.get('exception_message'))}"
             elif "unexpected_count" in res and rule.kind != "ExpectTableRowCountToBeBetween":
@@ -628,7 +647,8 @@ def run_suites(day: dt.date, frames: dict[str, pl.DataFrame],
                 index = res.get("unexpected_index_list") or []
                 example = ""
                 if failed and index:
-                    example = _short(frame.row(int(index[0]), named=True) | {"row": int(index[0])})
+                    meta["first_row"] = source_row(int(index[0]))
+                    example = _short(frame.row(int(index[0]), named=True) | {"row": meta["first_row"]})
                 if failed and rule.quarantine:
                     for idx in index:
                         rows.setdefault(int(idx), rule.name)
@@ -637,7 +657,7 @@ def run_suites(day: dt.date, frames: dict[str, pl.DataFrame],
                 example = "" if r.success else _short(f"observed {res.get('observed_value')!r}")
             checks.append({"dataset": dataset, "check": rule.name, "severity": rule.severity,
                            "expectation": r.expectation_config.type, "failed_count": failed,
-                           "example": example, "quarantine": rule.quarantine})
+                           "example": example, "quarantine": rule.quarantine, "_rule": meta})
         bad_rows[dataset] = rows
         timings[dataset] = round(time.perf_counter() - t_start, 3)
         gx_results[dataset] = _trim_result(json.loads(json.dumps(result.to_json_dict(), default=str)))
