@@ -1,13 +1,21 @@
 """The synthetic venue (DESIGN section 3): a deterministic, vectorized simulator of one
 perpetual-futures venue, coherent across every canonical dataset.
 
-    simulate(scale, start, days, out, seed=7, incidents=None) -> list of simulated dates
+    simulate(scale, start, days, out, seed=7, incidents=None, chunks=None, workers=None)
+        -> list of simulated dates
 
 writes `<out>/<dataset>/date=YYYY-MM-DD/data.parquet` for every dataset of `schema.DATASETS`,
 the ground truth in `<out>/_truth/date=.../` (incidents.json, liquidation_book.parquet) and the
 end-of-day state in `<out>/_state/date=.../`. A run whose `start` has the previous day's state
 continues from it (byte-identical to a single longer run: each day's randomness is seeded from
 (seed, date)); otherwise `start` is the venue's genesis (`<out>/_state/genesis/`).
+
+Chunking (memory): each day is generated per symbol in the engine (optionally in `workers`
+processes; env VENUE_RISK_SIM_WORKERS, default 2 at `large`) and per time window for the order
+flow and the big files (`chunks` windows a day; env VENUE_RISK_SIM_CHUNK, default 100 at `large`): trades,
+order_events, index_components and api_requests are streamed with fixed-size row groups
+(day.ROW_GROUP rows). The random draws do not depend on either, so the files are byte-identical
+whatever the chunking (a `large` day: ~50M orders, ~100M order events, < 6 GB peak RSS).
 
 Incidents: `incidents=None` uses the default plan anchored at the venue's genesis (demo: a stale
 index source on ETHUSDT on day 2, a BTCUSDT volatility shock with a liquidation cluster in thin
@@ -85,8 +93,10 @@ def day_dates(start: dt.date, days: int) -> list[dt.date]:
 
 
 def simulate(scale: str, start: dt.date, days: int, out: Path, seed: int = 7,
-             incidents: list[Incident] | None = None, verbose: bool | None = None) -> list[dt.date]:
-    """Simulate `days` days from `start` into `out`; returns the dates written."""
+             incidents: list[Incident] | None = None, verbose: bool | None = None,
+             chunks: int | None = None, workers: int | None = None) -> list[dt.date]:
+    """Simulate `days` days from `start` into `out`; returns the dates written. `chunks` (time
+    windows a day) and `workers` (engine processes) change memory and time, never the output."""
     from venue_risk.simulate import accounts, market, state
     from venue_risk.simulate.day import simulate_day
 
@@ -118,7 +128,7 @@ def simulate(scale: str, start: dt.date, days: int, out: Path, seed: int = 7,
         plan, anchor = incidents, start
     dates = day_dates(start, days)
     for day in dates:
-        new_state, stats = simulate_day(sc, acc, day, st, seed, plan, anchor, out)
+        new_state, stats = simulate_day(sc, acc, day, st, seed, plan, anchor, out, chunks=chunks, workers=workers)
         state.save(out, day, new_state)
         st = state.load(out, day)
         if verbose:

@@ -422,11 +422,23 @@ def prepare_cross(plan: DayPlan, mkts, st: dict, acc, scale) -> tuple[dict, dict
 
 # --- after the day: fill in the truth ------------------------------------------------------------
 
-def resolve(truths: list[dict], results: list, orders, fills, notes: dict, syms: list[str],
+class _Lookup:
+    """`lookup[key]` -> fn(*key) (ids computed on demand instead of a dict over every order)."""
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+
+    def __getitem__(self, key: tuple) -> int:
+        return self.fn(*key)
+
+
+def resolve(truths: list[dict], results: list, order_id, trade_id, notes: dict, syms: list[str],
             sized: dict, us0: int) -> None:
-    """Fill every tagged record's ids and accounts (in place) and drop the tags."""
-    ids = {(s, r, l): o for s, r, l, o in orders.select("sym", "rank", "local", "order_id").iter_rows()}
-    tid = {(s, q): t for s, q, t in fills.select("sym", "seq", "trade_id").iter_rows()} if "seq" in fills.columns else {}
+    """Fill every tagged record's ids and accounts (in place) and drop the tags.
+    `order_id(sym, rank, local)`: the order id of a taker order (rank 0, local: its engine order)
+    or a maker order (rank 1, local: its fill's position in trade-id order); `trade_id(sym, seq)`:
+    the trade id of the symbol's seq-th engine fill."""
+    ids, tid = _Lookup(order_id), _Lookup(trade_id)
     tagged = {}
     for k, res in enumerate(results):
         for x in res.tagged:

@@ -61,6 +61,51 @@ class SymbolBook:
     lev: np.ndarray
 
 
+TYPES = ("market", "limit", "liquidation")  # order type codes of SymbolResult.orders["type"]
+TIFS = ("IOC", "GTX", "GTC")  # time-in-force codes
+FILL_DTYPES = {"ts": np.int64, "price": np.float64, "qty": np.float64, "buy": np.bool_, "taker": np.int64,
+               "maker": np.int64, "taker_fee": np.float64, "maker_fee": np.float64, "liq": np.int64,
+               "taker_order": np.int64, "maker_kind": np.int64}
+ORDER_DTYPES = {"local": np.int64, "ts": np.int64, "account": np.int64, "buy": np.bool_, "type": np.int8,
+                "tif": np.int8, "price": np.float64, "qty": np.float64, "reduce_only": np.bool_,
+                "liq": np.int64, "post_only": np.bool_}
+
+
+class CashLog:
+    """The wallet changes of one symbol's day, in the engine's order: replayed onto the wallets
+    with `replay` (np.add.at applies them one by one, so the sums are the ones a direct
+    `cash[a] += v` in the same order would give, whether the symbols ran here or in a worker)."""
+
+    def __init__(self) -> None:
+        self.acct: list[int] = []
+        self.val: list[float] = []
+        self.parts: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def add(self, a: int, v: float) -> None:
+        self.acct.append(a)
+        self.val.append(v)
+
+    def add_many(self, idx: np.ndarray, vals: np.ndarray) -> None:
+        self._flush()
+        self.parts.append((np.asarray(idx, dtype=np.int64), np.asarray(vals, dtype=np.float64)))
+
+    def _flush(self) -> None:
+        if self.acct:
+            self.parts.append((np.array(self.acct, dtype=np.int64), np.array(self.val, dtype=np.float64)))
+            self.acct, self.val = [], []
+
+    def freeze(self) -> None:
+        """Turn the pending scalar changes into arrays (compact, picklable)."""
+        self._flush()
+        if len(self.parts) > 1:
+            self.parts = [(np.concatenate([p[0] for p in self.parts]), np.concatenate([p[1] for p in self.parts]))]
+
+    def replay(self, cash: np.ndarray) -> None:
+        self.freeze()
+        for idx, vals in self.parts:
+            np.add.at(cash, idx, vals)
+
+
 @dataclass
 class SymbolResult:
     fills: dict = field(default_factory=lambda: {k: [] for k in (
@@ -74,6 +119,18 @@ class SymbolResult:
     snapshots: list = field(default_factory=list)  # (second, oi, n_long, n_short)
     fund_deltas: list = field(default_factory=list)  # (ts_done_us, delta)
     tagged: list = field(default_factory=list)  # injected incidents: {tag, local order, account, ...}
+    cash: CashLog = field(default_factory=CashLog)  # the day's wallet changes (replay them in symbol order)
+
+    def compact(self) -> None:
+        """Turn the fill and order lists into numpy arrays (FILL_DTYPES / ORDER_DTYPES; order
+        type and tif as codes into TYPES / TIFS) and freeze the cash log."""
+        self.fills = {k: np.array(v, dtype=FILL_DTYPES[k]) for k, v in self.fills.items()}
+        o = self.orders
+        t_code, f_code = {x: i for i, x in enumerate(TYPES)}, {x: i for i, x in enumerate(TIFS)}
+        o["type"] = [t_code[x] for x in o["type"]]
+        o["tif"] = [f_code[x] for x in o["tif"]]
+        self.orders = {k: np.array(v, dtype=ORDER_DTYPES[k]) for k, v in o.items()}
+        self.cash.freeze()
 
 
 def max_notional_for_leverage(tiers: list[margin.Tier], lev: float) -> float:
@@ -82,17 +139,21 @@ def max_notional_for_leverage(tiers: list[margin.Tier], lev: float) -> float:
     return max(ok) if ok else tiers[0].notional_cap
 
 
+_CUM_P = np.cumsum(LEVERAGE_P)
+
+
 def draw_leverage(u: float, tiers: list[margin.Tier], notional: float) -> float:
     """A leverage from the realistic mix (LEVERAGE_P), capped by the tier of `notional`."""
-    lev = float(LEVERAGES[min(int(np.searchsorted(np.cumsum(LEVERAGE_P), u)), len(LEVERAGES) - 1)])
+    lev = float(LEVERAGES[min(int(_CUM_P.searchsorted(u)), len(LEVERAGES) - 1)])
     return min(lev, margin.max_leverage_for_notional(tiers, notional))
 
 
-def run_symbol(scale: Scale, mkt: SymbolMarket, book: SymbolBook, cash: np.ndarray,
+def run_symbol(scale: Scale, mkt: SymbolMarket, book: SymbolBook,
                isolated: np.ndarray, is_trader: np.ndarray, members: np.ndarray, target: np.ndarray,
                mm_ids: np.ndarray, rng: np.random.Generator, inject: list | None = None,
                frozen: dict | None = None) -> SymbolResult:
-    """Simulate one symbol's day; mutates `book` and `cash`; returns the day's records.
+    """Simulate one symbol's day; mutates `book`; returns the day's records (compacted: numpy
+    arrays) with its wallet changes in `res.cash` (replay them onto the wallets in symbol order).
 
     `inject`: order-flow incident events of this symbol (`account_incidents.engine_events`),
     run in time order with the day's events; `frozen`: account -> µs from which its random taker
@@ -103,6 +164,7 @@ def run_symbol(scale: Scale, mkt: SymbolMarket, book: SymbolBook, cash: np.ndarr
     size, entry, marg, lev = book.size, book.entry, book.margin, book.lev
     n = len(size)
     res = SymbolResult()
+    cash_add = res.cash.add
     mark = mkt.mark
     mark_l, bid_l, ask_l = mark.tolist(), mkt.bid.tolist(), mkt.ask.tolist()
     checked = isolated & is_trader
@@ -114,22 +176,40 @@ def run_symbol(scale: Scale, mkt: SymbolMarket, book: SymbolBook, cash: np.ndarr
     heap: list = []
     hseq = [0]
 
+    # cached lp_long.max() / lp_short.min() (None: recompute)
+    ext: list = [None, None]
+
+    def set_lp(a: int, lo: float, sh: float) -> None:
+        old_l, old_s = lp_long[a], lp_short[a]
+        lp_long[a], lp_short[a] = lo, sh
+        ml, ms = ext
+        if ml is not None:
+            if lo > ml:
+                ext[0] = lo
+            elif lo < old_l and old_l == ml:
+                ext[0] = None
+        if ms is not None:
+            if sh < ms:
+                ext[1] = sh
+            elif sh > old_s and old_s == ms:
+                ext[1] = None
+
     def refresh_lp(a: int, now: int) -> None:
-        lp_long[a], lp_short[a] = -np.inf, np.inf
         if not checked[a] or size[a] == 0.0 or now <= locked[a]:
+            set_lp(a, -np.inf, np.inf)
             return
         lp, _ = margin.isolated_liquidation_price(tiers, size[a], entry[a], marg[a])
         if size[a] > 0:
-            lp_long[a] = lp
+            set_lp(a, lp, np.inf)
         else:
-            lp_short[a] = lp
+            set_lp(a, -np.inf, lp)
 
     for a in np.flatnonzero(checked & (size != 0)):
         refresh_lp(int(a), -1)
 
     def apply(a: int, d: float, p: float) -> None:
-        q0 = size[a]
-        q1, e1, rp = step(q0, entry[a], d, p)
+        q0 = float(size[a])  # Python floats: the same IEEE results as numpy scalars, faster
+        q1, e1, rp = step(q0, float(entry[a]), d, p)
         if isolated[a]:
             if q1 == 0.0:
                 marg[a] = 0.0
@@ -142,20 +222,20 @@ def run_symbol(scale: Scale, mkt: SymbolMarket, book: SymbolBook, cash: np.ndarr
             else:
                 marg[a] *= abs(q1) / abs(q0)
         size[a], entry[a] = q1, e1
-        cash[a] += rp
+        cash_add(a, rp)
 
     F = res.fills
+    f_append = [F[k].append for k in ("ts", "price", "qty", "buy", "taker", "maker", "taker_fee",
+                                      "maker_fee", "liq", "taker_order", "maker_kind")]
 
     def fill(ts: int, p: float, q: float, buy: bool, taker: int, maker: int, tfee: float,
              mfee: float, liq: int, t_order: int, maker_kind: int) -> None:
-        for k, v in (("ts", ts), ("price", p), ("qty", q), ("buy", buy), ("taker", taker),
-                     ("maker", maker), ("taker_fee", tfee), ("maker_fee", mfee), ("liq", liq),
-                     ("taker_order", t_order), ("maker_kind", maker_kind)):
-            F[k].append(v)
+        for ap, v in zip(f_append, (ts, p, q, buy, taker, maker, tfee, mfee, liq, t_order, maker_kind)):
+            ap(v)
         apply(taker, q if buy else -q, p)
         apply(maker, -q if buy else q, p)
-        cash[taker] -= tfee
-        cash[maker] -= mfee
+        cash_add(taker, -tfee)
+        cash_add(maker, -mfee)
         refresh_lp(taker, ts)
 
     O = res.orders
@@ -189,7 +269,7 @@ def run_symbol(scale: Scale, mkt: SymbolMarket, book: SymbolBook, cash: np.ndarr
             mfee = 0.0 if mk == BACKSTOP_ACCOUNT else p * q * inst.maker_fee_rate
             heapq.heappush(heap, (ts, hseq[0], (ts, p, q, not sell, a, mk, f, mfee, lid, o, kind)))
             hseq[0] += 1
-        cash[a] += shortfall
+        cash_add(a, shortfall)
         vwap = notional / fq if fq > 0 else math.nan
         slip = ((m - vwap) / m if sell else (vwap - m) / m) * 1e4 if fq > 0 else math.nan
         ts_done = max(ts for ts, *_ in plan)
@@ -211,7 +291,7 @@ def run_symbol(scale: Scale, mkt: SymbolMarket, book: SymbolBook, cash: np.ndarr
         lp, tier = margin.isolated_liquidation_price(tiers, q, entry[a], marg[a])
         bp = margin.bankruptcy_price(q, entry[a], marg[a])
         t0 = S * 1_000_000
-        lp_long[a], lp_short[a] = -np.inf, np.inf
+        set_lp(a, -np.inf, np.inf)
         notional = qty * m
         if notional >= inst.incremental_notional:
             path = "incremental"
@@ -259,10 +339,14 @@ def run_symbol(scale: Scale, mkt: SymbolMarket, book: SymbolBook, cash: np.ndarr
         """Market makers best placed to take the other side first (the longest MM sells to a
         buying taker): keeps each MM's inventory near the MMs' share of the net."""
         inv = size[mm_ids]
-        return [int(mm_ids[j]) for j in np.argsort(-inv if taker_buy else inv, kind="stable")]
+        return mm_ids[np.argsort(-inv if taker_buy else inv, kind="stable")].tolist()
 
     def first_cross(s0: int, s1: int) -> int | None:
-        ml, ms = lp_long.max(), lp_short.min()
+        if ext[0] is None:
+            ext[0] = lp_long.max()
+        if ext[1] is None:
+            ext[1] = lp_short.min()
+        ml, ms = ext
         if ml == -np.inf and ms == np.inf:
             return None
         seg = mark[s0:s1 + 1]
@@ -324,8 +408,8 @@ def run_symbol(scale: Scale, mkt: SymbolMarket, book: SymbolBook, cash: np.ndarr
         kind = ev_kind[e]
         if kind == 0:
             r, m = fund[t]
-            nz = size != 0
-            cash[nz] -= size[nz] * m * r
+            nz = np.flatnonzero(size != 0)
+            res.cash.add_many(nz, -(size[nz] * m * r))
             continue
         if kind == 1:
             s = t // 1_000_000
@@ -383,4 +467,5 @@ def run_symbol(scale: Scale, mkt: SymbolMarket, book: SymbolBook, cash: np.ndarr
             fill(t + j, price, pq, buy, a, mk, price * pq * inst.taker_fee_rate,
                  price * pq * inst.maker_fee_rate, -1, o, 0)
     advance(DAY_US)
+    res.compact()
     return res

@@ -12,57 +12,250 @@
   the rest via UI: api_key_id null); market-maker order actions are batched 10 to a request
   (`/fapi/v1/batchOrders`); reads (~30 a key a day, ~2000 for market makers); ~0.6% extra order
   requests rejected with 429, 0.3% with 400, 0.05% with 503.
+
+Memory layout (so that a `large` day of ~50M orders and ~100M events fits in a few GB): the
+day's random draws are made once for the whole day (in a fixed order: the output does not
+depend on the chunking), kept as compact numpy arrays per order source (`Orders`: taker orders,
+one maker order per fill, cancelled quotes; "concat index" = position in taker | maker | quote).
+Order ids (rank in (new_ts, sym, rank, local)), order events and trades are then produced one
+time window at a time (`Orders.assign_ids`, `Orders.events`), and the API requests from the
+collected batch events (`build_api`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
-from venue_risk.simulate.config import BACKSTOP_ACCOUNT, DAY_US, Scale
 from venue_risk.simulate.accounts import Accounts
+from venue_risk.simulate.config import BACKSTOP_ACCOUNT, DAY_US, Scale
+from venue_risk.simulate.engine import TIFS, TYPES
 
 EVENT_RANK = {"new": 0, "partial_fill": 1, "fill": 2, "cancel": 3, "expire": 4}
+EVENTS = tuple(EVENT_RANK)  # event names by rank
 READ_ENDPOINTS = ["/fapi/v2/account", "/fapi/v2/positionRisk", "/fapi/v1/openOrders"]
+# request codes in lexicographic order of their strings (sorting by code = sorting by string)
+ENDPOINTS = ("/fapi/v1/batchOrders", "/fapi/v1/openOrders", "/fapi/v1/order", "/fapi/v2/account",
+             "/fapi/v2/positionRisk")
+METHODS = ("DELETE", "GET", "POST")
+SCOPES = ("read", "trade")
+_LIMIT, _GTX, _GTC = TYPES.index("limit"), TIFS.index("GTX"), TIFS.index("GTC")
 
 
 def trade_key(a: np.ndarray) -> np.ndarray:
     return a * 10 + 1
 
 
-def build_orders(scale: Scale, fills: pl.DataFrame, takers: pl.DataFrame, markets: list,
-                 acc: Accounts, rng: np.random.Generator, next_order_id: int,
-                 flags: dict | None = None, notes: dict | None = None
-                 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """fills: sym, trade_id, ts, price, qty, buy, maker, maker_kind, taker_local (sorted by
-    trade_id); takers: sym, local, ts, account, buy, type, tif, price, qty, reduce_only, liq,
-    post_only. Returns (orders, order_events, fills with taker_order_id / maker_order_id).
-    `flags`: the day plan's incident flags (fill_after_cancel, cancel_burst); what they did is
-    written to `notes` (account_incidents.resolve reads it)."""
+def chunk_edges(n_chunks: int) -> np.ndarray:
+    """Inner boundaries (µs of the day) of `n_chunks` equal time windows; window i holds the
+    timestamps ts with edges[i - 1] <= ts < edges[i] (the first and last are open-ended)."""
+    return np.array([i * DAY_US // n_chunks for i in range(1, n_chunks)], dtype=np.int64)
+
+
+@dataclass
+class Orders:
+    """The day's orders as compact arrays, by source (taker orders in (sym, local) order; one
+    maker order per fill in trade-id order; cancelled quotes), and their order ids."""
+
+    fills: dict  # the day's fills (numpy arrays sorted by trade_id)
+    t: dict  # taker orders: sym, local, ts, account, buy, type, tif, price, qty, reduce_only, liq, post_only, key
+    m: dict  # maker orders (per fill): new_ts, qty, cancel_ts, unfilled (fills whose quote was cancelled first)
+    q: dict  # quotes: sym, new_ts, buy, price, qty, mm (index into mm_ids), cancel_ts
+    t_row: np.ndarray  # per fill: its taker order's row in `t`
+    has_key: np.ndarray  # per account: has a trading key
+    mm_ids: np.ndarray  # market-maker accounts (quotes hold an index into it)
+    n_tk: int = 0
+    nf: int = 0
+    nq: int = 0
+    oid: np.ndarray | None = None  # order id per concat index
+    tf_cum: np.ndarray | None = None  # per fill: the taker order's cum filled qty after it
+    t_done: np.ndarray | None = None  # per taker order: filled qty
+    t_exp: np.ndarray | None = None  # per taker order: expire ts (-1: none)
+    mm_carry: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return self.n_tk + self.nf + self.nq
+
+    def assign_ids(self, edges: np.ndarray, next_order_id: int) -> None:
+        """Order ids: rank in (new_ts, sym, rank, local) + next_order_id, window by window."""
+        t_new, m_new, q_new = self.t["ts"], self.m["new_ts"], self.q["new_ts"]
+        self.oid = np.empty(self.n, dtype=np.int64)
+        cw = [np.searchsorted(edges, x, side="right").astype(np.int16) for x in (t_new, m_new, q_new)]
+        split = [np.argsort(c, kind="stable") for c in cw]
+        counts = [np.bincount(c, minlength=len(edges) + 1) for c in cw]
+        del cw
+        starts = [np.concatenate([[0], np.cumsum(c)]) for c in counts]
+        f_sym = self.fills["sym"]
+        nxt = next_order_id
+        for w in range(len(edges) + 1):
+            ti, mi, qi = (split[j][starts[j][w]:starts[j][w + 1]] for j in range(3))
+            new_ts = np.concatenate([t_new[ti], m_new[mi], q_new[qi]])
+            sym = np.concatenate([self.t["sym"][ti], f_sym[mi], self.q["sym"][qi]])
+            rank = np.concatenate([np.zeros(len(ti), np.int8), np.ones(len(mi), np.int8), np.full(len(qi), 2, np.int8)])
+            local = np.concatenate([self.t["local"][ti], mi, qi])
+            ci = np.concatenate([ti, self.n_tk + mi, self.n_tk + self.nf + qi])
+            order = np.lexsort((local, rank, sym, new_ts))
+            self.oid[ci[order]] = nxt + np.arange(len(order), dtype=np.int64)
+            nxt += len(order)
+        # taker fills: cum filled qty per order (in trade-id order), expiry of IOC remainders
+        self.tf_cum = group_cumsum(self.t_row, self.fills["qty"])
+        done = np.full(self.n_tk, -np.inf)
+        np.maximum.at(done, self.t_row, self.tf_cum)
+        last = np.full(self.n_tk, -1, dtype=np.int64)
+        np.maximum.at(last, self.t_row, self.fills["ts"])
+        done = np.where(done == -np.inf, 0.0, done)
+        self.t_done = done
+        self.t_exp = np.where(done < self.t["qty"] * (1 - 1e-9), np.where(last >= 0, last, self.t["ts"]) + 1, -1)
+
+    def attrs(self, ci: np.ndarray) -> dict:
+        """The order columns (sym, account, key (-1: none), buy, type, tif, price, qty,
+        reduce_only, post_only) of the orders at concat indices `ci`."""
+        t, m, q, f = self.t, self.m, self.q, self.fills
+        src = np.where(ci < self.n_tk, 0, np.where(ci < self.n_tk + self.nf, 1, 2))
+        it, im, iq = ci[src == 0], ci[src == 1] - self.n_tk, ci[src == 2] - self.n_tk - self.nf
+        q_acct = self.mm_ids[q["mm"][iq]]
+        f_maker = f["maker"][im]
+        kind = f["maker_kind"][im]
+        has_key = self.has_key
+        parts = {
+            "sym": (t["sym"][it], f["sym"][im], q["sym"][iq]),
+            "account": (t["account"][it], f_maker, q_acct),
+            "key": (t["key"][it], np.where(has_key[f_maker] & (f_maker != BACKSTOP_ACCOUNT), trade_key(f_maker), -1),
+                    np.where(has_key[q_acct], trade_key(q_acct), -1)),
+            "buy": (t["buy"][it], ~f["buy"][im], q["buy"][iq]),
+            "type": (t["type"][it], np.full(len(im), _LIMIT, np.int8), np.full(len(iq), _LIMIT, np.int8)),
+            "tif": (t["tif"][it], np.where(kind == 0, _GTX, _GTC).astype(np.int8), np.full(len(iq), _GTX, np.int8)),
+            "price": (t["price"][it], f["price"][im], q["price"][iq]),
+            "qty": (t["qty"][it], m["qty"][im], q["qty"][iq]),
+            "reduce_only": (t["reduce_only"][it], np.zeros(len(im), bool), np.zeros(len(iq), bool)),
+            "post_only": (t["post_only"][it], kind == 0, np.ones(len(iq), bool)),
+        }
+        out = {}
+        for name, (a, b, c) in parts.items():
+            col = np.empty(len(ci), dtype=np.result_type(a.dtype, b.dtype, c.dtype))
+            col[src == 0], col[src == 1], col[src == 2] = a, b, c
+            out[name] = col
+        return out
+
+    def window_events(self, lo: int, hi: int) -> dict:
+        """The order events with lo <= ts < hi in exchange order (ts, order_id, event rank):
+        ts, order_id, er (event rank), cum and the order columns (`attrs`)."""
+        f = self.fills
+        n_tk, nf = self.n_tk, self.nf
+        ts_l, ci_l, er_l, cum_l = [], [], [], []
+
+        def add(ts: np.ndarray, ci: np.ndarray, er: np.ndarray | int, cum: np.ndarray | float) -> None:
+            ts_l.append(ts)
+            ci_l.append(ci)
+            er_l.append(np.broadcast_to(np.asarray(er, dtype=np.int8), ts.shape))
+            cum_l.append(np.broadcast_to(np.asarray(cum, dtype=np.float64), ts.shape))
+
+        def within(x: np.ndarray) -> np.ndarray:  # (-1: none)
+            return np.flatnonzero((x >= max(lo, 0)) & (x < hi))
+
+        for j, x in enumerate((self.t["ts"], self.m["new_ts"], self.q["new_ts"])):  # new
+            i = within(x)
+            add(x[i], i + (0, n_tk, n_tk + nf)[j], 0, 0.0)
+        a, b = np.searchsorted(f["ts"], [lo, hi])  # fills (sorted by ts)
+        fi = np.arange(a, b)
+        fts, fq = f["ts"][a:b], f["qty"][a:b]
+        tr = self.t_row[a:b]
+        cum = self.tf_cum[a:b]
+        add(fts, tr, np.where(cum >= self.t["qty"][tr] * (1 - 1e-9), 2, 1), cum)
+        add(fts, n_tk + fi, np.where(fq >= self.m["qty"][a:b] * (1 - 1e-9), 2, 1), fq)
+        i = within(self.m["cancel_ts"])  # cancels (cancel_ts -1: none)
+        filled = f["qty"][i].copy()  # a maker order's filled qty at its cancel: its fill's (0: filled after)
+        filled[np.isin(i, self.m["unfilled"])] = 0.0
+        add(self.m["cancel_ts"][i], n_tk + i, 3, filled)
+        i = within(self.q["cancel_ts"])
+        add(self.q["cancel_ts"][i], n_tk + nf + i, 3, 0.0)
+        i = within(self.t_exp)
+        add(self.t_exp[i], i, 4, self.t_done[i])
+        ts, ci, er, cum = (np.concatenate(x) for x in (ts_l, ci_l, er_l, cum_l))
+        oid = self.oid[ci]
+        order = np.lexsort((er, oid, ts))
+        ts, ci, er, cum, oid = ts[order], ci[order], er[order], cum[order], oid[order]
+        return {"ts": ts, "order_id": oid, "er": er, "cum": cum, **self.attrs(ci)}
+
+    def batch_rows(self, ev: dict) -> dict:
+        """Every 10th market-maker order action (new / cancel of a post-only order via a key)
+        per key and action, counted over the day in time order (call with consecutive windows)."""
+        sel = np.flatnonzero((ev["key"] >= 0) & ((ev["er"] == 0) | (ev["er"] == 3)) & ev["post_only"])
+        key, act = ev["key"][sel], (ev["er"][sel] == 0).astype(np.int64)  # 0 cancel, 1 new
+        g = key * 2 + act
+        order = np.argsort(g, kind="stable")
+        gs = g[order]
+        first = np.concatenate([[True], gs[1:] != gs[:-1]]) if len(gs) else np.zeros(0, bool)
+        start = np.maximum.accumulate(np.where(first, np.arange(len(gs)), 0)) if len(gs) else np.zeros(0, np.int64)
+        pos = np.arange(len(gs)) - start
+        carry = np.array([self.mm_carry.get(int(x), 0) for x in gs[first]], dtype=np.int64)
+        pos = pos + np.repeat(carry, np.diff(np.concatenate([np.flatnonzero(first), [len(gs)]])))
+        for x, c in zip(gs[first].tolist(), np.diff(np.concatenate([np.flatnonzero(first), [len(gs)]])).tolist()):
+            self.mm_carry[x] = self.mm_carry.get(x, 0) + c
+        keep = sel[order[pos % 10 == 0]]
+        return {"ts": ev["ts"][keep], "key": ev["key"][keep], "account": ev["account"][keep],
+                "new": ev["er"][keep] == 0}
+
+
+def group_cumsum(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Running sum of x within each group g, in row order, added one value at a time (the same
+    floats as a sequential cum_sum per group; groups are small: one level per rank in group)."""
+    order = np.argsort(g, kind="stable")
+    gs = g[order]
+    first = np.ones(len(gs), dtype=bool)
+    first[1:] = gs[1:] != gs[:-1]
+    start = np.maximum.accumulate(np.where(first, np.arange(len(gs)), 0))
+    rank = np.arange(len(gs)) - start
+    del start, gs, first
+    xs = x[order]
+    cum = xs.copy()
+    by_rank = np.argsort(rank, kind="stable")
+    counts = np.bincount(rank) if len(rank) else np.zeros(1, np.int64)
+    pos = np.concatenate([[0], np.cumsum(counts)])
+    for r in range(1, len(counts)):
+        i = by_rank[pos[r]:pos[r + 1]]
+        cum[i] = cum[i - 1] + xs[i]
+    out = np.empty_like(cum)
+    out[order] = cum
+    return out
+
+
+def build_orders(scale: Scale, fills: dict, takers: dict, markets: list, acc: Accounts,
+                 rng: np.random.Generator, flags: dict | None = None, notes: dict | None = None) -> Orders:
+    """fills: numpy arrays sym, trade_id, ts, price, qty, buy, maker, maker_kind, t_row (taker
+    order row) sorted by trade_id; takers: numpy arrays sym, local, ts, account, buy, type, tif,
+    price, qty, reduce_only, liq, post_only in (sym, local) order. Draws the day's maker orders,
+    cancelled quotes and key use. `flags`: the day plan's incident flags (fill_after_cancel,
+    cancel_burst); what they did is written to `notes` (account_incidents.resolve reads it)."""
     flags = flags or {}
     notes = {} if notes is None else notes
-    nf = fills.height
+    f_sym = fills["sym"]
+    nf = len(f_sym)
     lots = np.array([m.inst.lot for m in markets])
     ticks = np.array([m.inst.tick for m in markets])
-    f_sym = fills["sym"].to_numpy()
-    f_ts = fills["ts"].to_numpy()
-    f_qty = fills["qty"].to_numpy()
-    f_kind = fills["maker_kind"].to_numpy()
-    f_maker = fills["maker"].to_numpy()
+    f_ts = fills["ts"]
+    f_qty = fills["qty"]
+    f_kind = fills["maker_kind"]
+    f_maker = fills["maker"]
     # maker orders, one per fill
     back = np.where(f_kind == 0, rng.integers(200_000, 30_000_000, nf),
                     np.where(f_kind == 1, rng.integers(50_000, 400_000, nf), 5))
     m_new = np.maximum(f_ts - back, 0)
+    del back
     partial = (f_kind == 0) & (rng.random(nf) < 0.3)
-    m_qty = np.where(partial, np.ceil(f_qty * rng.uniform(1.5, 3.0, nf) / lots[f_sym]) * lots[f_sym], f_qty)
+    f_lot = lots[f_sym]
+    m_qty = np.where(partial, np.ceil(f_qty * rng.uniform(1.5, 3.0, nf) / f_lot) * f_lot, f_qty)
     m_qty = np.where(partial, np.round(m_qty, 10), m_qty)
+    del f_lot
     m_cancel = np.where(partial, np.minimum(f_ts + rng.integers(100_000, 10_000_000, nf), DAY_US - 1), -1)
     m_filled = f_qty.copy()
     # incident: a quote filled after its cancel event (the cancel moved before the fill)
     taken = set()
-    f_tid = fills["trade_id"].to_numpy()
+    f_tid = fills["trade_id"] if "trade_id" in fills else np.arange(nf) + fills["first_trade_id"]
     for spec in flags.get("fill_after_cancel", []):
         cand = np.flatnonzero((f_sym == spec["sym"]) & (f_kind == 0) & (f_ts >= spec["t"]))
         cand = [i for i in cand.tolist() if i not in taken]
@@ -77,32 +270,38 @@ def build_orders(scale: Scale, fills: pl.DataFrame, takers: pl.DataFrame, market
         notes.setdefault("fill_after_cancel", {})[spec["tag"]] = {
             "sym": int(f_sym[i]), "local": i, "account": int(f_maker[i]), "trade_id": int(f_tid[i]),
             "cancel_ts": int(m_cancel[i]), "fill_ts": int(f_ts[i])}
-    mk_key = np.where(acc.has_key[f_maker] & (f_maker != BACKSTOP_ACCOUNT), trade_key(f_maker), -1)
-    makers = pl.DataFrame({
-        "sym": f_sym, "rank": np.ones(nf, np.int64), "local": np.arange(nf), "new_ts": m_new,
-        "account": f_maker, "buy": ~fills["buy"].to_numpy(),
-        "type": "limit", "tif": np.where(f_kind == 0, "GTX", "GTC"),
-        "price": fills["price"].to_numpy(), "qty": m_qty, "reduce_only": False,
-        "post_only": f_kind == 0, "key": mk_key, "cancel_ts": m_cancel, "filled": m_filled,
-    })
+    m = {"new_ts": m_new, "qty": m_qty, "cancel_ts": m_cancel,
+         "unfilled": np.flatnonzero(m_filled != f_qty)}  # (keys: from the account, in `attrs`)
+    del m_filled
     # cancelled quotes
     n_filled_quotes = int((f_kind == 0).sum())
     lo, hi = scale.cancels_per_fill
     reps = rng.integers(lo, hi + 1, n_filled_quotes)
     src = np.repeat(np.flatnonzero(f_kind == 0), reps)
+    del reps
     nq = len(src)
-    q_sym = f_sym[src]
+    q_sym = f_sym[src].astype(np.int8 if len(markets) < 128 else np.int64)
     q_new = rng.integers(0, DAY_US - 6_000_000, nq)
-    q_sec = q_new // 1_000_000
     q_buy = rng.random(nq) < 0.5
-    bids = np.stack([m.bid for m in markets])
-    asks = np.stack([m.ask for m in markets])
-    off = rng.integers(0, 20, nq) * ticks[q_sym]
-    q_px = np.where(q_buy, bids[q_sym, q_sec] - off, asks[q_sym, q_sec] + off)
-    q_px = np.round(q_px, 8)
-    q_qty = np.maximum(np.floor(f_qty[src] * rng.uniform(0.5, 2.0, nq) / lots[q_sym]) * lots[q_sym], lots[q_sym])
-    q_qty = np.round(q_qty, 10)
-    q_acct = acc.mm_ids[rng.integers(0, len(acc.mm_ids), nq)]
+    bids = np.stack([mk.bid for mk in markets])
+    asks = np.stack([mk.ask for mk in markets])
+    off = rng.integers(0, 20, nq)
+    q_px = np.empty(nq)
+    step = 1 << 22
+    for a in range(0, nq, step):  # in blocks: the same values, less temporary memory
+        s, sec, b = q_sym[a:a + step], q_new[a:a + step] // 1_000_000, q_buy[a:a + step]
+        o = off[a:a + step] * ticks[s]
+        q_px[a:a + step] = np.round(np.where(b, bids[s, sec] - o, asks[s, sec] + o), 8)
+    del off
+    u = rng.uniform(0.5, 2.0, nq)
+    q_qty = np.empty(nq)
+    for a in range(0, nq, step):
+        s = q_sym[a:a + step]
+        q_qty[a:a + step] = np.round(np.maximum(np.floor(f_qty[src[a:a + step]] * u[a:a + step] / lots[s]) * lots[s],
+                                                lots[s]), 10)
+    del u, src
+    mm_dtype = np.int8 if len(acc.mm_ids) < 128 else np.int64
+    q_mm = rng.integers(0, len(acc.mm_ids), nq).astype(mm_dtype)  # account = acc.mm_ids[q_mm]
     q_cancel = q_new + rng.integers(50_000, 5_000_000, nq)
     # incident: a cancel burst (resting quotes placed before the window, all cancelled inside it)
     for spec in flags.get("cancel_burst", []):
@@ -121,99 +320,60 @@ def build_orders(scale: Scale, fills: pl.DataFrame, takers: pl.DataFrame, market
         ref = f_qty[f_sym == k]
         b_q = np.round(np.maximum(np.floor((np.median(ref) if len(ref) else lots[k]) * r2.uniform(0.5, 2.0, n_x)
                                            / lots[k]) * lots[k], lots[k]), 10)
-        q_sym = np.concatenate([q_sym, np.full(n_x, k)])
+        q_sym = np.concatenate([q_sym, np.full(n_x, k, dtype=q_sym.dtype)])
         q_new = np.concatenate([q_new, b_new])
         q_buy = np.concatenate([q_buy, b_buy])
         q_px = np.concatenate([q_px, b_px])
         q_qty = np.concatenate([q_qty, b_q])
-        q_acct = np.concatenate([q_acct, who[r2.integers(0, len(who), n_x)]])
+        q_mm = np.concatenate([q_mm, np.searchsorted(acc.mm_ids, who[r2.integers(0, len(who), n_x)]).astype(mm_dtype)])
         q_cancel = np.concatenate([q_cancel, b_cancel])
         nq += n_x
         notes.setdefault("cancel_burst", {})[spec["tag"]] = {
             "extra": int(n_x), "base_per_min": base, "accounts": sorted(int(a) for a in set(who.tolist()))}
-    quotes = pl.DataFrame({
-        "sym": q_sym, "rank": np.full(nq, 2, np.int64), "local": np.arange(nq), "new_ts": q_new,
-        "account": q_acct, "buy": q_buy, "type": "limit", "tif": "GTX", "price": q_px,
-        "qty": q_qty, "reduce_only": False, "post_only": True,
-        "key": np.where(acc.has_key[q_acct], trade_key(q_acct), -1),
-        "cancel_ts": q_cancel, "filled": np.zeros(nq),
-    })
+    q = {"sym": q_sym, "new_ts": q_new, "buy": q_buy, "price": q_px, "qty": q_qty, "mm": q_mm,
+         "cancel_ts": q_cancel}
     # taker orders
-    t_acct = takers["account"].to_numpy()
-    is_liq = takers["type"].to_numpy() == "liquidation"
-    via_key = acc.has_key[t_acct] & ~is_liq & (rng.random(takers.height) < 0.8)
-    tk = takers.select(
-        "sym", pl.lit(0, pl.Int64).alias("rank"), "local", pl.col("ts").alias("new_ts"), "account",
-        "buy", "type", "tif", "price", "qty", "reduce_only",
-        "post_only",
-        pl.Series("key", np.where(via_key, trade_key(t_acct), -1)),
-        pl.lit(-1, pl.Int64).alias("cancel_ts"), pl.lit(None, pl.Float64).alias("filled"))
-    orders = pl.concat([tk, makers, quotes], how="vertical_relaxed")
-    orders = orders.sort("new_ts", "sym", "rank", "local").with_columns(
-        order_id=pl.int_range(0, pl.len(), dtype=pl.Int64) + next_order_id,
-        key=pl.when(pl.col("key") >= 0).then(pl.col("key")).otherwise(None),
-        cancel_ts=pl.when(pl.col("cancel_ts") >= 0).then(pl.col("cancel_ts")).otherwise(None))
-    ids = orders.select("sym", "rank", "local", "order_id")
-    fills = (fills.with_columns(rank=pl.lit(0, pl.Int64), local=pl.col("taker_local"))
-             .join(ids, on=["sym", "rank", "local"], how="left").rename({"order_id": "taker_order_id"})
-             .drop("rank", "local")
-             .with_columns(rank=pl.lit(1, pl.Int64), local=pl.int_range(0, pl.len(), dtype=pl.Int64))
-             .join(ids, on=["sym", "rank", "local"], how="left").rename({"order_id": "maker_order_id"})
-             .drop("rank", "local").sort("trade_id"))
-    # events
-    base = ["sym", "order_id", "account", "key", "buy", "type", "tif", "price", "qty", "reduce_only", "post_only"]
-    o = orders.select(base + ["new_ts", "cancel_ts", "filled", "rank"])
-    ev_new = o.select(base, ts=pl.col("new_ts"), event=pl.lit("new"), cum=pl.lit(0.0))
-    tf = (fills.select("trade_id", "ts", "qty", order_id="taker_order_id").sort("order_id", "ts", "trade_id")
-          .with_columns(cum=pl.col("qty").cum_sum().over("order_id")))
-    tf = tf.join(o.select(base), on="order_id", how="left", suffix="_o")
-    tf = tf.with_columns(event=pl.when(pl.col("cum") >= pl.col("qty_o") * (1 - 1e-9))
-                         .then(pl.lit("fill")).otherwise(pl.lit("partial_fill")))
-    ev_tfill = tf.select([c if c != "qty" else pl.col("qty_o").alias("qty") for c in base] + ["ts", "event", "cum"])
-    mf = fills.select("ts", fq="qty", order_id="maker_order_id").join(o.select(base), on="order_id", how="left")
-    ev_mfill = mf.select(*base, "ts", event=pl.when(pl.col("fq") >= pl.col("qty") * (1 - 1e-9))
-                         .then(pl.lit("fill")).otherwise(pl.lit("partial_fill")), cum=pl.col("fq"))
-    ev_cancel = o.filter(pl.col("cancel_ts").is_not_null()).select(
-        base, ts=pl.col("cancel_ts"), event=pl.lit("cancel"), cum=pl.col("filled"))
-    last = tf.group_by("order_id").agg(pl.col("ts").max().alias("last_ts"), pl.col("cum").max().alias("done"))
-    ev_exp = (o.filter(pl.col("rank") == 0).join(last, on="order_id", how="left")
-              .with_columns(done=pl.col("done").fill_null(0.0))
-              .filter(pl.col("done") < pl.col("qty") * (1 - 1e-9))
-              .select(base, ts=pl.coalesce("last_ts", "new_ts") + 1, event=pl.lit("expire"), cum=pl.col("done")))
-    events = pl.concat([ev_new, ev_tfill, ev_mfill, ev_cancel, ev_exp], how="vertical_relaxed")
-    events = (events.with_columns(er=pl.col("event").replace_strict(EVENT_RANK, return_dtype=pl.Int64))
-              .sort("ts", "order_id", "er").drop("er"))
-    return orders, events, fills
+    t_acct = takers["account"]
+    is_liq = takers["type"] == TYPES.index("liquidation")
+    via_key = acc.has_key[t_acct] & ~is_liq & (rng.random(len(t_acct)) < 0.8)
+    t = dict(takers, key=np.where(via_key, trade_key(t_acct), -1))
+    t.pop("liq", None)
+    return Orders(fills, t, m, q, fills["t_row"], acc.has_key, acc.mm_ids, len(t_acct), nf, nq)
 
 
-def build_api(acc: Accounts, orders: pl.DataFrame, events: pl.DataFrame, genesis: dt.date,
-              day: dt.date, day_us0: int, last_used: dict, rng: np.random.Generator,
-              flags: dict | None = None, notes: dict | None = None
-              ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
-    """Returns (api_keys, api_requests with ts in µs of the day, updated last_used). `flags`
-    ["keys"]: incident keys (over-scoped, automation without kill switch) added to the day's
-    snapshot with their requests; what was added goes to `notes["keys"]`."""
+def build_api(acc: Accounts, orders: Orders, batch: dict, genesis: dt.date, day: dt.date, day_us0: int,
+              last_used: dict, rng: np.random.Generator, flags: dict | None = None, notes: dict | None = None
+              ) -> tuple[pl.DataFrame, dict, dict, dict]:
+    """Returns (api_keys, api_requests as numpy columns sorted in exchange order with ts in µs of
+    the day and endpoint / method / scope_used as codes into ENDPOINTS / METHODS / SCOPES,
+    `ip_of` (key id -> source IP), updated last_used). `batch`: the day's `Orders.batch_rows`
+    (concatenated). `flags`["keys"]: incident keys (over-scoped, automation without kill switch)
+    added to the day's snapshot with their requests; what was added goes to `notes["keys"]`."""
     flags = flags or {}
     notes = {} if notes is None else notes
-    # taker orders placed via a key: one request each
-    tk = orders.filter((pl.col("rank") == 0) & pl.col("key").is_not_null())
-    lat_t = rng.lognormal(np.log(40.0), 0.5, tk.height)
-    req_t = pl.DataFrame({"ts": np.maximum(tk["new_ts"].to_numpy() - (lat_t * 1000).astype(np.int64), 0),
-                          "key_id": tk["key"].to_numpy(), "account": tk["account"].to_numpy(),
-                          "endpoint": "/fapi/v1/order", "method": "POST", "status": 200,
-                          "latency_ms": np.round(lat_t, 3), "scope_used": "trade"})
-    # market-maker actions batched 10 to a request
-    mm = (events.filter(pl.col("key").is_not_null() & pl.col("event").is_in(["new", "cancel"])
-                        & pl.col("post_only"))
-          .select("ts", "key", "account", "event").sort("key", "event", "ts")
-          .with_columns(i=pl.int_range(0, pl.len()).over("key", "event"))
-          .filter(pl.col("i") % 10 == 0))
-    lat_m = rng.lognormal(np.log(12.0), 0.4, mm.height)
-    req_m = pl.DataFrame({"ts": np.maximum(mm["ts"].to_numpy() - (lat_m * 1000).astype(np.int64), 0),
-                          "key_id": mm["key"].to_numpy(), "account": mm["account"].to_numpy(),
-                          "endpoint": "/fapi/v1/batchOrders",
-                          "method": np.where(mm["event"].to_numpy() == "new", "POST", "DELETE"),
-                          "status": 200, "latency_ms": np.round(lat_m, 3), "scope_used": "trade"})
+    # taker orders placed via a key: one request each (in order id order)
+    t = orders.t
+    tsel = np.flatnonzero(t["key"] >= 0)
+    tsel = tsel[np.argsort(orders.oid[tsel], kind="stable")]
+    lat_t = rng.lognormal(np.log(40.0), 0.5, len(tsel))
+    req_t = {"ts": np.maximum(t["ts"][tsel] - (lat_t * 1000).astype(np.int64), 0),
+             "key_id": t["key"][tsel].astype(np.int64), "account": t["account"][tsel].astype(np.int64),
+             "endpoint": np.full(len(tsel), ENDPOINTS.index("/fapi/v1/order"), np.int8),
+             "method": np.full(len(tsel), METHODS.index("POST"), np.int8),
+             "status": np.full(len(tsel), 200, np.int64), "latency_ms": np.round(lat_t, 3),
+             "scope_used": np.full(len(tsel), SCOPES.index("trade"), np.int8)}
+    del lat_t, tsel
+    # market-maker actions batched 10 to a request (sorted by key, action (cancel < new), ts)
+    bo = np.lexsort((batch["ts"], batch["new"], batch["key"]))
+    mm = {k: v[bo] for k, v in batch.items()}
+    lat_m = rng.lognormal(np.log(12.0), 0.4, len(bo))
+    req_m = {"ts": np.maximum(mm["ts"] - (lat_m * 1000).astype(np.int64), 0),
+             "key_id": mm["key"].astype(np.int64), "account": mm["account"].astype(np.int64),
+             "endpoint": np.full(len(bo), ENDPOINTS.index("/fapi/v1/batchOrders"), np.int8),
+             "method": np.where(mm["new"], METHODS.index("POST"), METHODS.index("DELETE")).astype(np.int8),
+             "status": np.full(len(bo), 200, np.int64), "latency_ms": np.round(lat_m, 3),
+             "scope_used": np.full(len(bo), SCOPES.index("trade"), np.int8)}
+    del mm, lat_m, bo
     # reads
     keys = api_keys_frame(acc, genesis)
     k_id = keys["key_id"].to_numpy()
@@ -221,47 +381,66 @@ def build_api(acc: Accounts, orders: pl.DataFrame, events: pl.DataFrame, genesis
     n_reads = rng.poisson(np.where(acc.is_mm[k_acct], 2000, 30))
     r_key = np.repeat(k_id, n_reads)
     lat_r = rng.lognormal(np.log(25.0), 0.5, len(r_key))
-    req_r = pl.DataFrame({"ts": rng.integers(0, DAY_US, len(r_key)), "key_id": r_key,
-                          "account": np.repeat(k_acct, n_reads),
-                          "endpoint": np.array(READ_ENDPOINTS)[rng.integers(0, 3, len(r_key))],
-                          "method": "GET", "status": 200, "latency_ms": np.round(lat_r, 3),
-                          "scope_used": "read"})
+    r_ts = rng.integers(0, DAY_US, len(r_key))
+    read_codes = np.array([ENDPOINTS.index(e) for e in READ_ENDPOINTS], dtype=np.int8)
+    req_r = {"ts": r_ts, "key_id": r_key, "account": np.repeat(k_acct, n_reads),
+             "endpoint": read_codes[rng.integers(0, 3, len(r_key))],
+             "method": np.full(len(r_key), METHODS.index("GET"), np.int8),
+             "status": np.full(len(r_key), 200, np.int64), "latency_ms": np.round(lat_r, 3),
+             "scope_used": np.full(len(r_key), SCOPES.index("read"), np.int8)}
     keys, req_x, ip_x = _incident_keys(acc, keys, flags.get("keys", []), day_us0, notes)
-    if req_x is not None:
-        req_r = pl.concat([req_r, req_x], how="vertical_relaxed")
-    orders_req = pl.concat([req_t, req_m], how="vertical_relaxed")
+    cols = list(req_t)
+    orders_req = {c: np.concatenate([req_t[c], req_m[c]]) for c in cols}
+    del req_t, req_m
     # rejected extra requests
-    n = orders_req.height
+    n = len(orders_req["ts"])
     pick = rng.random(n)
-    err = orders_req.with_columns(status=pl.Series(np.where(pick < 0.006, 429, np.where(pick < 0.009, 400, 503))),
-                                  ts=pl.col("ts") + 1_000)
-    err = err.filter(pl.Series(pick < 0.0095)).with_columns(ts=pl.min_horizontal(pl.col("ts"), DAY_US - 1))
-    req = pl.concat([orders_req, err, req_r], how="vertical_relaxed")
+    e = np.flatnonzero(pick < 0.0095)
+    err = {c: orders_req[c][e] for c in cols}
+    err["status"] = np.where(pick[e] < 0.006, 429, np.where(pick[e] < 0.009, 400, 503)).astype(np.int64)
+    err["ts"] = np.minimum(err["ts"] + 1_000, DAY_US - 1)
+    parts = [orders_req, err, req_r] + ([req_x] if req_x is not None else [])
+    req = {}
+    for c in cols:
+        req[c] = np.concatenate([p[c] for p in parts])
+        for p in parts:
+            del p[c]
+    order = np.lexsort((req["status"], req["method"], req["endpoint"], req["key_id"], req["ts"]))
+    for c in cols:
+        req[c] = req[c][order]
+    del order
     ip_of = {}
     for a, kid in zip(k_acct.tolist(), k_id.tolist()):
         ips = acc.allow_ips[a]
         ip_of[kid] = ips[0] if kid % 10 == 1 else f"198.51.100.{a % 250 + 1}"
     ip_of.update(ip_x)
-    req = req.with_columns(source_ip=pl.col("key_id").replace_strict(ip_of, return_dtype=pl.String))
-    req = req.sort("ts", "key_id", "endpoint", "method", "status")
-    used = req.group_by("key_id").agg(pl.col("ts").max())
+    last_ts = {}
+    if len(req["ts"]):
+        ko = np.argsort(req["key_id"], kind="stable")
+        kk = req["key_id"][ko]
+        ends = np.flatnonzero(np.concatenate([kk[1:] != kk[:-1], [True]]))
+        starts = np.concatenate([[0], ends[:-1] + 1])
+        mx = np.maximum.reduceat(req["ts"][ko], starts)
+        last_ts = dict(zip(kk[ends].tolist(), mx.tolist()))
     last_used = dict(last_used)
-    for kid, ts in used.iter_rows():
+    for kid, ts in last_ts.items():
         last_used[str(kid)] = int(day_us0 + ts)
     keys = keys.with_columns(last_used_at=pl.col("key_id").cast(pl.String)
                              .replace_strict(last_used, default=None, return_dtype=pl.Int64))
-    return keys, req, last_used
+    return keys, req, ip_of, last_used
 
 
 def _incident_keys(acc: Accounts, keys: pl.DataFrame, specs: list, day_us0: int, notes: dict
-                   ) -> tuple[pl.DataFrame, pl.DataFrame | None, dict]:
+                   ) -> tuple[pl.DataFrame, dict | None, dict]:
     """Add the day's incident keys (over-scoped: account x 10 + 3; automation without kill
-    switch: account x 10 + 4) and their read requests. Returns (keys, requests or None, ip map)."""
+    switch: account x 10 + 4) and their read requests (numpy columns as in `build_api`).
+    Returns (keys, requests or None, ip map)."""
     if not specs:
         return keys, None, {}
     traders = np.flatnonzero(acc.is_trader)
     rows, reqs, ips = [], [], {}
     used: set = set()
+    read_codes = np.array([ENDPOINTS.index(e) for e in READ_ENDPOINTS], dtype=np.int8)
     for spec in specs:
         r2 = np.random.default_rng(spec["seed"])
         suffix = 3 if spec["type"] == "over" else 4
@@ -285,16 +464,19 @@ def _incident_keys(acc: Accounts, keys: pl.DataFrame, specs: list, day_us0: int,
             n = int(round(spec["rpm"] * (t1 - t0) / 60e6))
         rows.append((kid, a, scopes, allow, created, created + 90 * 86_400_000_000, cod))
         ts = np.sort(r2.integers(t0, max(t0 + 1, t1), n))
-        reqs.append(pl.DataFrame({"ts": ts, "key_id": np.full(n, kid, np.int64), "account": np.full(n, a, np.int64),
-                                  "endpoint": np.array(READ_ENDPOINTS)[r2.integers(0, 3, n)], "method": "GET",
-                                  "status": 200, "latency_ms": np.round(r2.lognormal(np.log(25.0), 0.5, n), 3),
-                                  "scope_used": "read"}))
+        endpoint = read_codes[r2.integers(0, 3, n)]
+        reqs.append({"ts": ts, "key_id": np.full(n, kid, np.int64), "account": np.full(n, a, np.int64),
+                     "endpoint": endpoint, "method": np.full(n, METHODS.index("GET"), np.int8),
+                     "status": np.full(n, 200, np.int64),
+                     "latency_ms": np.round(r2.lognormal(np.log(25.0), 0.5, n), 3),
+                     "scope_used": np.full(n, SCOPES.index("read"), np.int8)})
         notes.setdefault("keys", {})[spec["tag"]] = {
             "key_id": kid, "account": a, "scopes": scopes, "ip_allowlist": allow, "cancel_on_disconnect": cod,
             "requests": n, "rpm": (n / ((t1 - t0) / 60e6)) if t1 > t0 else 0.0}
     extra = pl.DataFrame(rows, schema={k: v for k, v in keys.schema.items() if k != "status"},
                          orient="row").with_columns(status=pl.lit("active"))
-    return pl.concat([keys, extra]).sort("key_id"), pl.concat(reqs), ips
+    req = {c: np.concatenate([r[c] for r in reqs]) for c in reqs[0]}
+    return pl.concat([keys, extra]).sort("key_id"), req, ips
 
 
 def api_keys_frame(acc: Accounts, genesis: dt.date) -> pl.DataFrame:
