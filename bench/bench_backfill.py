@@ -3,6 +3,13 @@
 
     .venv/bin/python bench/bench_backfill.py --scale tiny --days 4
     .venv/bin/python bench/bench_backfill.py --scale demo --days 4
+    .venv/bin/python bench/bench_backfill.py --scale large --days 1 --groups 4 --workers 2 --concurrency 1
+
+--workers N starts N Celery workers (deploy/native-stack.sh STACK_WORKERS) with --concurrency
+task slots each; --groups sets VENUE_RISK_SYMBOL_GROUPS, the mapped gate and metric tasks per
+day. The simulation of the days is done before the stack starts and is not timed. Besides the
+total, it prints per task the wall time summed over its mapped instances, the span from the
+first start to the last end, and the workers that ran it.
 
 Uses its own metadata database, Redis database 14 (flushed at the end), free ports and a fresh venue home under
 bench/results/ (all removed or stopped at the end); mail goes to the outbox (no SMTP
@@ -35,13 +42,16 @@ def free_port() -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scale", default="tiny", choices=["tiny", "demo"])
+    ap.add_argument("--scale", default="tiny", choices=["tiny", "demo", "large"])
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--concurrency", type=int, default=None, help="task slots per worker (stack.env: 4)")
+    ap.add_argument("--groups", type=int, default=4, help="VENUE_RISK_SYMBOL_GROUPS")
     ap.add_argument("--days", type=int, default=4)
     ap.add_argument("--start", default="2026-11-01")
     args = ap.parse_args()
     import psycopg2
 
-    work = PROJECT / "bench" / "results" / f"backfill-{args.scale}"
+    work = PROJECT / "bench" / "results" / f"backfill-{args.scale}-w{args.workers}-g{args.groups}"
     shutil.rmtree(work, ignore_errors=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "VENUE_RISK"))}
     env.update({"STACK_HOME": str(work / "airflow"), "STACK_DB": f"venue_risk_bench_{secrets.token_hex(3)}",
@@ -49,13 +59,20 @@ def main() -> int:
                 "STACK_WORKER_LOG_PORT": str(free_port()), "STACK_TRIGGER_LOG_PORT": str(free_port()),
                 "STACK_BIN": str(BIN), "VENUE_RISK_HOME": str(work / "home"), "VENUE_RISK_SIM_SCALE": args.scale,
                 "VENUE_RISK_SIM_GENESIS": args.start, "VENUE_RISK_START_DATE": args.start,
-                "VENUE_RISK_SCHEDULE_GRACE_HOURS": "0"})
+                "VENUE_RISK_SCHEDULE_GRACE_HOURS": "0", "VENUE_RISK_SYMBOL_GROUPS": str(args.groups),
+                "STACK_WORKERS": str(args.workers)})
+    if args.concurrency:
+        env["STACK_WORKER_CONCURRENCY"] = str(args.concurrency)
+    first = dt.date.fromisoformat(args.start)
+    # the venue is simulated first (not part of the timed backfill)
+    subprocess.run([str(BIN / "venue-risk"), "simulate", "--scale", args.scale, "--start", args.start,
+                    "--days", str(args.days), "--out",
+                    str(work / "home" / "data" / "simulated" / f"{args.scale}-seed7")], env=env, check=True)
     subprocess.run([str(STACK), "start"], env=env, check=True)
     stack_env = dict(env)
     for line in subprocess.run([str(STACK), "env"], env=env, capture_output=True, text=True, check=True).stdout.splitlines():
         key, _, value = line.removeprefix("export ").partition("=")
         stack_env[key] = subprocess.run(["bash", "-c", f"printf %s {value}"], capture_output=True, text=True).stdout
-    first = dt.date.fromisoformat(args.start)
     last = first + dt.timedelta(days=args.days - 1)
 
     def sql(query: str, *params):
@@ -83,6 +100,14 @@ def main() -> int:
               f"({', '.join(r[1] for r in rows)})")
         for ld, state, s, e in rows:
             print(f"  {ld.date()} {state}: {s.timestamp() - started:6.0f} s -> {e.timestamp() - started:6.0f} s")
+        print(f"workers {args.workers} x {args.concurrency or 4} slots, symbol groups {args.groups}")
+        print("| task | instances | summed wall (s) | span (s) | workers |\n|---|---:|---:|---:|---|")
+        for task, n, wall, span, hosts in sql(
+                "SELECT task_id, count(*), sum(extract(epoch FROM end_date - start_date)), "
+                "extract(epoch FROM max(end_date) - min(start_date)), string_agg(DISTINCT hostname, ' ') "
+                "FROM task_instance WHERE dag_id = 'venue_risk_daily' GROUP BY task_id "
+                "ORDER BY min(start_date)"):
+            print(f"| {task} | {n} | {wall or 0:.1f} | {span or 0:.1f} | {hosts} |")
     finally:
         subprocess.run([str(STACK), "stop"], env=env, capture_output=True)
         subprocess.run([str(STACK), "drop-db"], env=env, capture_output=True)

@@ -1,10 +1,16 @@
-"""Wall time and peak memory per stage of one day, each stage in a fresh process.
+"""Wall time, peak memory and rows per second per stage of one day, each stage in a fresh process.
 
     .venv/bin/python bench/bench_stages.py --scale demo --day 2026-11-05 [--home /tmp/vr-bench]
+    .venv/bin/python bench/bench_stages.py --scale large --day 2026-11-01 --genesis 2026-11-01
 
 Simulates genesis..day into a private home first (that simulation is timed too), then runs each
 stage of venue_risk.pipeline in its own subprocess and reads its peak RSS (ru_maxrss). The floor
-is one DuckDB scan of the day's landed Parquet. Figures go to stdout as a Markdown table.
+is one DuckDB scan of the day's landed Parquet (every column of every row hashed). The metric
+stage is run both ways: in one process (`compute_metrics`, the CLI's path) and split by symbol
+group as the DAG runs it (`compute_symbol_metrics` per group, here one after the other in one
+process, then the combine step). Rows = the day's landed rows (all datasets); rows/s = rows /
+wall; "s per M rows" is the cost per million rows, which should stay flat from demo to large.
+Figures go to stdout as a Markdown table (and to --json FILE).
 """
 
 from __future__ import annotations
@@ -47,6 +53,10 @@ STAGE = textwrap.dedent("""
             con.sql(f"SELECT count(*), sum(hash(t)) FROM read_parquet('{f}') t").fetchall()
     elif stage == "compute_metrics":
         state["tables"] = pipeline.compute_metrics(day, s)
+    elif stage == "compute_metrics, split by symbol group":
+        groups = pipeline.metric_groups(day, s)
+        parts = [pipeline.compute_symbol_metrics(day, g, s) for g in groups]
+        pipeline.compute_metrics(day, s, parts=parts)
     elif stage == "store_metrics":
         pipeline.store_metrics(day, state["tables"], s)
     elif stage == "build_report":
@@ -54,13 +64,18 @@ STAGE = textwrap.dedent("""
     elif stage == "deliver":
         pipeline.deliver(day, s, None, force=True)
     wall = time.perf_counter() - t0
+    if "extracted" in state:
+        state["rows"] = sum(e["rows"] for e in state["extracted"])
     json.dump(state, open(state_path, "w"))
-    print(json.dumps({"wall_s": wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"wall_s": wall, "rows": state.get("rows"),
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """)
 
 STAGES = ["simulate", "extract", "validate: import great_expectations",
           "validate: the gate (GX imported)", "load", "floor: one DuckDB scan of the landed day",
-          "compute_metrics", "store_metrics", "build_report", "deliver"]
+          "compute_metrics", "compute_metrics, split by symbol group", "store_metrics", "build_report",
+          "deliver"]
+FLOOR = "floor: one DuckDB scan of the landed day"
 
 
 def main() -> None:
@@ -69,10 +84,13 @@ def main() -> None:
     parser.add_argument("--day", default="2026-11-05")
     parser.add_argument("--genesis", default="2026-11-01")
     parser.add_argument("--home", default=None)
+    parser.add_argument("--groups", type=int, default=4, help="symbol groups of the split metric stage")
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
     home = Path(args.home or tempfile.mkdtemp(prefix="venue-risk-bench-"))
     env = dict(os.environ, VENUE_RISK_HOME=str(home), VENUE_RISK_SIM_SCALE=args.scale,
-               VENUE_RISK_SIM_GENESIS=args.genesis)
+               VENUE_RISK_SIM_GENESIS=args.genesis, VENUE_RISK_START_DATE=args.genesis,
+               VENUE_RISK_SYMBOL_GROUPS=str(args.groups))
     home.mkdir(parents=True, exist_ok=True)
     state = home / "bench-state.json"
     state.write_text("{}")
@@ -84,9 +102,17 @@ def main() -> None:
             sys.exit(f"stage {stage} failed:\n{out.stderr[-3000:]}")
         rows.append((stage, json.loads(out.stdout.strip().splitlines()[-1])))
     print(f"scale {args.scale}, day {args.day} (simulate covers {args.genesis}..{args.day}), home {home}\n")
-    print("| stage | wall (s) | peak RSS (MB) |\n|---|---:|---:|")
+    floor = dict(rows)[FLOOR]["wall_s"]
+    print("| stage | wall (s) | peak RSS (MB) | rows | rows/s | s per M rows | x floor |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for stage, r in rows:
-        print(f"| {stage} | {r['wall_s']:.2f} | {r['peak_rss_mb']:.0f} |")
+        n = r.get("rows")
+        per = f"{n / r['wall_s']:,.0f} | {r['wall_s'] / n * 1e6:.2f}" if n and r["wall_s"] > 0 else " | "
+        print(f"| {stage} | {r['wall_s']:.2f} | {r['peak_rss_mb']:.0f} | {n or ''} | {per} | "
+              f"{r['wall_s'] / floor:.1f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"scale": args.scale, "day": args.day, "stages": dict(rows)},
+                                              indent=1))
 
 
 if __name__ == "__main__":

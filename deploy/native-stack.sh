@@ -12,7 +12,9 @@
 # Knobs (environment): STACK_HOME (the Airflow home, default <project>/.airflow-stack),
 # STACK_DB (venue_risk_airflow), STACK_PG_HOST/PORT/USER (127.0.0.1/5432/postgres),
 # STACK_REDIS_URL (redis://127.0.0.1:6379/0), STACK_API_PORT (8080), STACK_WORKER_LOG_PORT
-# (8793), STACK_TRIGGER_LOG_PORT (8794). Secrets (JWT, API and Fernet keys) are generated once
+# (8793), STACK_TRIGGER_LOG_PORT (8794), STACK_WORKERS (Celery workers, 1; worker k > 1 is
+# celery-worker-k, named worker<k>@host, serving its logs on STACK_WORKER_LOG_PORT + k - 1),
+# STACK_WORKER_CONCURRENCY (task slots per worker, default stack.env's 4). Secrets (JWT, API and Fernet keys) are generated once
 # into $STACK_HOME/secrets.env (mode 600). Users: admin/admin-password and risk (viewer); the
 # generated passwords are in $STACK_HOME/simple_auth_manager_passwords.json.generated.
 set -euo pipefail
@@ -30,7 +32,9 @@ export STACK_TRIGGER_LOG_PORT="${STACK_TRIGGER_LOG_PORT:-8794}"
 export AIRFLOW_HOME="$STACK_HOME"
 RUN="$STACK_HOME/run"
 LOGS="$STACK_HOME/logs"
+export STACK_WORKERS="${STACK_WORKERS:-1}"
 PROCESSES=(api-server scheduler dag-processor triggerer celery-worker)
+for ((k=2; k<=STACK_WORKERS; k++)); do PROCESSES+=("celery-worker-$k"); done
 
 secrets() {
   mkdir -p "$STACK_HOME"
@@ -101,7 +105,12 @@ start() {
   start_one scheduler scheduler
   start_one dag-processor dag-processor
   start_one triggerer triggerer
-  start_one celery-worker celery worker --concurrency "$AIRFLOW__CELERY__WORKER_CONCURRENCY"
+  local slots="${STACK_WORKER_CONCURRENCY:-$AIRFLOW__CELERY__WORKER_CONCURRENCY}" k
+  start_one celery-worker celery worker --concurrency "$slots"
+  for ((k=2; k<=STACK_WORKERS; k++)); do
+    (export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=$((STACK_WORKER_LOG_PORT + k - 1))
+     start_one "celery-worker-$k" celery worker --concurrency "$slots" --celery-hostname "worker$k@%h")
+  done
   echo "stack up: UI http://$STACK_API_HOST:$STACK_API_PORT/ (users in $STACK_HOME/simple_auth_manager_passwords.json.generated)"
 }
 
