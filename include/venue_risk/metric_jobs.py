@@ -136,7 +136,11 @@ SYMBOL_TABLES: dict[str, tuple[str, ...]] = {
     "order_flow_violations": (),
     "position_rebuild_check": ("account", "symbol"),
     "minute_features": ("date", "symbol", "minute"),
+    "drift_values": (),  # (not stored: the day's sample of it is, feature_samples)
 }
+#: Inputs only the per-symbol families read (the combine step never loads them: at a large
+#: venue's size order_events alone holds 100M+ rows).
+SYMBOL_ONLY_INPUTS = ("order_events", "index_components")
 #: The inputs of `symbol_tables` (read per group, with only the group's symbols).
 SYMBOL_INPUTS = ("instruments", "risk_tiers", "trades", "order_events", "liquidations", "book_depth",
                  "mark_index", "index_components", "positions_eod", "leverage_changes")
@@ -149,7 +153,7 @@ def symbol_tables(data: dict[str, pl.DataFrame], day: dt.date,
     sensitivity), 4.4 index and mark integrity, 4.6 order-flow violations and the position
     rebuild check (before the day-level exclusions of `combined_tables`), 4.7 per-minute
     features."""
-    from venue_risk.metrics import anomalies, forced_cost, index_integrity as ii, order_flow, slippage
+    from venue_risk.metrics import anomalies, drift, forced_cost, index_integrity as ii, order_flow, slippage
 
     full = data
     data = family_inputs(full, coverage, "slippage")
@@ -198,6 +202,10 @@ def symbol_tables(data: dict[str, pl.DataFrame], day: dt.date,
     out["minute_features"] = anomalies.minute_features(
         data["order_events"], data["leverage_changes"], data["book_depth"], data["mark_index"],
         data["liquidations"], data["trades"])
+
+    data = family_inputs(full, coverage, "drift")
+    out["drift_values"] = drift.feature_values(data["trades"], data["order_events"], data["mark_index"],
+                                               data["book_depth"], data["positions_eod"], executions)
     return out
 
 
@@ -243,8 +251,7 @@ def market_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFra
     daily = crowding.funding_vol_daily(cr["funding"], cr["mark_index"], cr["market_metrics"],
                                        cr["instruments"])
     dr = family_inputs(full, coverage, "drift")
-    samples = drift.feature_samples(dr["trades"], dr["order_events"], dr["mark_index"],
-                                    dr["book_depth"], dr["positions_eod"], sym["liquidation_executions"])
+    samples = drift.sample_values(sym["drift_values"])
     return {
         "crowding": crowding.crowding_scores(daily, baselines["crowding"]),
         **{name: sym[name] for name in ("index_gap_summary", "source_exclusions", "exclusion_windows",
@@ -383,7 +390,7 @@ def compute_combined(con: duckdb.DuckDBPyConnection, day: dt.date, parts: list[d
                      coverage: dict[str, dict] | None = None) -> dict[str, pl.DataFrame]:
     """Every metric table for `day` from the symbol groups' SYMBOL_TABLES (`parts`, in group
     order) and the day's other inputs (the split path's last step)."""
-    names = tuple(n for n in INPUTS if n != "index_components")
+    names = tuple(n for n in INPUTS if n not in SYMBOL_ONLY_INPUTS)
     data = read_inputs(con, day, names=names)
     baselines = read_baselines(con, day, baseline_days)
     return day_tables(data, baselines, concat_symbol_tables(parts), day, engine_latency_s, coverage)

@@ -228,23 +228,28 @@ def compute_metrics(day: str | dt.date, settings: Settings,
     metric table (venue_risk.metric_jobs) and write each as Parquet; returns {table: path}.
     `parts`: the outputs of compute_symbol_metrics for every symbol group of the day (the split
     path), whose per-symbol tables are put together instead of computed here; None: everything
-    in this process (metric_jobs.compute_all). Both give the same tables.
+    in this process (metric_jobs.compute_all; on a day of several symbol groups by size, the
+    groups one after the other, so memory stays bounded). All give the same tables.
     Also writes data/metrics/date=D/baseline.json: which days of the window the baselines held
     (with their versions) and which they missed (venue_risk.baseline)."""
     import polars as pl
 
     from venue_risk.baseline import baseline_record, window_start
-    from venue_risk.metric_jobs import compute_all, compute_combined
+    from venue_risk.metric_jobs import compute_all, compute_combined, compute_symbols
     from venue_risk.warehouse import connect, day_versions
 
     day = as_date(day)
     coverage = _coverage(settings, day)
+    groups = metric_groups(day, settings) if parts is None else None
     with connect(settings.paths.warehouse, read_only=True) as con:
         versions = day_versions(con, window_start(day, settings.first_day, settings.baseline_days), day)
-        if parts is None:
+        if parts is None and len(groups) == 1:
             tables = compute_all(con, day, settings.baseline_days, settings.engine_latency_s, coverage)
         else:
-            frames = [{name: pl.read_parquet(path) for name, path in part.items()} for part in parts]
+            if parts is None:  # a day too large for one pass: its groups one after the other
+                frames = [compute_symbols(con, day, g["symbols"], coverage) for g in groups]
+            else:
+                frames = [{name: pl.read_parquet(path) for name, path in part.items()} for part in parts]
             tables = compute_combined(con, day, frames, settings.baseline_days, settings.engine_latency_s,
                                       coverage)
     write_json_atomic(baseline_record(day, settings.first_day, settings.baseline_days, versions),

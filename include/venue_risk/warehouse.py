@@ -59,6 +59,12 @@ def backoff_delays(wait_s: float, first: float, factor: float, largest: float) -
         delay *= factor
 
 
+#: DuckDB's memory limit per warehouse connection (VENUE_RISK_DUCKDB_MEMORY): DuckDB's own
+#: default is 80% of the machine; a load of a large day spills to disk past this instead, so the
+#: load stage stays within its memory budget beside the other tasks of a worker.
+DUCKDB_MEMORY = "3GB"
+
+
 def _open(path: Path, read_only: bool, wait_s: float | None) -> duckdb.DuckDBPyConnection:
     """duckdb.connect, waiting out another process's lock with bounded exponential backoff
     (DESIGN section 1: every open of the warehouse, reader or writer, waits and retries); past
@@ -68,7 +74,8 @@ def _open(path: Path, read_only: bool, wait_s: float | None) -> duckdb.DuckDBPyC
     started = time.monotonic()
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return duckdb.connect(str(path), read_only=read_only,
+                                  config={"memory_limit": os.environ.get("VENUE_RISK_DUCKDB_MEMORY", DUCKDB_MEMORY)})
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
                 raise

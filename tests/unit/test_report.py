@@ -555,11 +555,14 @@ def _sim_day_tables(root: Path, day: dt.date, baselines: dict,
     src = FilesSource(root)
     data = {name: src.read(name, day) for name in metric_jobs.INPUTS}
     data["prev_index_components"] = data["index_components"].clear()
-    tables = metric_jobs.liquidation_tables(data)
-    tables |= metric_jobs.market_tables(data, baselines, tables["liquidation_executions"])
-    if account:  # the account side needs the previous day's positions as its start
-        data["positions_start"] = src.read("positions_eod", day - dt.timedelta(days=1))
-        tables |= metric_jobs.account_tables(data, baselines | ACCOUNT_BASELINES, day)
+    # the account side needs the previous day's positions as its start
+    data["positions_start"] = (src.read("positions_eod", day - dt.timedelta(days=1)) if account
+                               else data["positions_eod"].clear())
+    sym = metric_jobs.symbol_tables(data, day)
+    tables = metric_jobs.liquidation_tables(data, sym)
+    tables |= metric_jobs.market_tables(data, baselines, sym)
+    if account:
+        tables |= metric_jobs.account_tables(data, baselines | ACCOUNT_BASELINES, sym, day)
     figures = summary.venue_day_figures(data["trades"], data["market_metrics"], data["liquidations"],
                                         data["insurance_fund"], tables["liquidation_executions"],
                                         tables["forced_costs"])

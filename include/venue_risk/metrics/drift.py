@@ -83,6 +83,7 @@ VOL_BUCKETS: tuple[str, ...] = ("low", "mid", "high")
 F64, I64, STR = pl.Float64, pl.Int64, pl.String
 
 SAMPLES_SCHEMA: dict[str, pl.DataType] = {"date": pl.Date, "feature": STR, "value": F64}
+FEATURE_ENUM = pl.Enum(list(FEATURES))
 DRIFT_SCHEMA: dict[str, pl.DataType] = {
     "date": pl.Date, "feature": STR, "psi": F64, "ks": F64, "n_today": I64, "n_baseline": I64,
     "baseline_days": I64, "drifted": pl.Boolean,
@@ -186,29 +187,50 @@ def _sample(values: np.ndarray, n: int, seed: int, feature: str, day: dt.date) -
     return values[np.sort(rng.choice(values.size, n, replace=False))]
 
 
+def feature_values(trades: pl.DataFrame, order_events: pl.DataFrame, mark_index: pl.DataFrame,
+                   book_depth: pl.DataFrame, positions_eod: pl.DataFrame,
+                   liquidation_executions: pl.DataFrame) -> pl.DataFrame:
+    """Every finite observation of every drift feature: columns date, feature (Enum of
+    FEATURES), value; the features and their formulas are in the module docstring. Row-wise in
+    the symbols, so the values of several symbol groups put together are those of all their
+    symbols (the split metric stage computes them per group). `trades` is accepted for symmetry
+    with the pipeline's inputs and is not used."""
+    parts = [frame.filter(pl.col("value").is_not_null() & pl.col("value").is_finite()
+                          & pl.col("date").is_not_null())
+             .select("date", pl.lit(feature, FEATURE_ENUM).alias("feature"), pl.col("value").cast(F64))
+             for feature, frame in _feature_values(trades, order_events, mark_index, book_depth,
+                                                   positions_eod, liquidation_executions).items()]
+    return pl.concat(parts, how="vertical")
+
+
+def sample_values(values: pl.DataFrame, seed: int = 0, sample_size: int = SAMPLE_SIZE) -> pl.DataFrame:
+    """The stored sample of `feature_values` output: per (date, feature), the values sorted;
+    all of them if at most `sample_size` (2,000), else `sample_size` drawn without replacement
+    by numpy's default generator seeded with (seed, crc32(feature), date ordinal), kept in sorted
+    order. Depends only on the multiset of values, not on their row order."""
+    rows: list[pl.DataFrame] = []
+    for (feature, day), part in sorted(values.partition_by("feature", "date", as_dict=True).items(),
+                                       key=lambda kv: (FEATURES.index(kv[0][0]), kv[0][1])):
+        vals = _sample(part["value"].to_numpy(), sample_size, seed, feature, day)
+        rows.append(pl.DataFrame({"date": [day] * vals.size, "feature": [feature] * vals.size,
+                                  "value": vals}, schema=SAMPLES_SCHEMA))
+    if not rows:
+        return pl.DataFrame(schema=SAMPLES_SCHEMA)
+    rank = pl.col("feature").replace_strict({f: i for i, f in enumerate(FEATURES)}, return_dtype=I64)
+    return pl.concat(rows).sort([pl.col("date"), rank], maintain_order=True)
+
+
 def feature_samples(trades: pl.DataFrame, order_events: pl.DataFrame, mark_index: pl.DataFrame,
                     book_depth: pl.DataFrame, positions_eod: pl.DataFrame,
                     liquidation_executions: pl.DataFrame, seed: int = 0,
                     sample_size: int = SAMPLE_SIZE) -> pl.DataFrame:
     """A bounded, deterministic sample of every drift feature per date: columns date, feature,
-    value. Per (date, feature): the finite values sorted; all of them if at most `sample_size`
-    (2,000), else `sample_size` drawn without replacement by numpy's default generator seeded
-    with (seed, crc32(feature), date ordinal), kept in sorted order. Features and their formulas:
-    see the module docstring. `trades` is accepted for symmetry with the pipeline's inputs and
-    is not used (fill quality per trade is `fill_quality_by_vol_bucket`)."""
-    rows: list[pl.DataFrame] = []
-    for feature, frame in _feature_values(trades, order_events, mark_index, book_depth,
-                                          positions_eod, liquidation_executions).items():
-        frame = frame.filter(pl.col("value").is_not_null() & pl.col("value").is_finite()
-                             & pl.col("date").is_not_null())
-        for (day,), part in sorted(frame.partition_by("date", as_dict=True).items()):
-            vals = _sample(part["value"].to_numpy(), sample_size, seed, feature, day)
-            rows.append(pl.DataFrame({"date": [day] * vals.size, "feature": [feature] * vals.size,
-                                      "value": vals}, schema=SAMPLES_SCHEMA))
-    if not rows:
-        return pl.DataFrame(schema=SAMPLES_SCHEMA)
-    rank = pl.col("feature").replace_strict({f: i for i, f in enumerate(FEATURES)}, return_dtype=I64)
-    return pl.concat(rows).sort([pl.col("date"), rank], maintain_order=True)
+    value = sample_values(feature_values(...)). Per (date, feature): the finite values sorted;
+    all of them if at most `sample_size` (2,000), else `sample_size` drawn without replacement
+    by numpy's default generator seeded with (seed, crc32(feature), date ordinal), kept in sorted
+    order. Features and their formulas: see the module docstring."""
+    return sample_values(feature_values(trades, order_events, mark_index, book_depth, positions_eod,
+                                        liquidation_executions), seed, sample_size)
 
 
 def feature_drift(today_samples: pl.DataFrame, baseline_samples: pl.DataFrame,
