@@ -22,6 +22,8 @@ class Source(Protocol):
 
     def read(self, dataset: str, day: dt.date) -> pl.DataFrame: ...
 
+    # optional: land(dataset, day, target) -> rows written, or None to fall back to read()
+
 
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file's bytes."""
@@ -51,11 +53,16 @@ def land_dataset(source: Source, dataset: str, day: dt.date, landing: Path) -> d
 
     Returns {dataset, path, rows, source_files: [{file, sha256, ...}]} (JSON-serializable)."""
     inputs = source_inputs(source, dataset, day)
-    frame = source.read(dataset, day)
-    out = write_parquet_atomic(frame, landing_path(landing, dataset, day))
+    out = landing_path(landing, dataset, day)
+    stream = getattr(source, "land", None)  # canonical Parquet: streamed, never whole in memory
+    rows = stream(dataset, day, out) if callable(stream) else None
+    if rows is None:
+        frame = source.read(dataset, day)
+        write_parquet_atomic(frame, out)
+        rows = frame.height
     return {
         "dataset": dataset,
         "path": str(out),
-        "rows": frame.height,
+        "rows": rows,
         "source_files": inputs,
     }

@@ -121,3 +121,38 @@ def test_list_columns_from_csv(tmp_path):
     assert got["scopes"].to_list() == [["read", "trade"]]
     assert got["ip_allowlist"].to_list() == [["10.0.0.1", "10.0.0.2"]]
     assert got["cancel_on_disconnect"].to_list() == [True]
+
+
+def test_land_streams_canonical_parquet_and_equals_read(tmp_path):
+    """Canonical Parquet files are landed by a streamed copy (no day in memory): same rows, same
+    order, same types as `read`, over several files in name order, columns reordered."""
+    from venue_risk.landing import land_dataset, landing_path
+
+    first = _trades(3)
+    second = _trades(2).with_columns(pl.col("trade_id") + 100)
+    _write(tmp_path / "src", first, "a.parquet")
+    _write(tmp_path / "src", second.select(list(reversed(second.columns))), "b.parquet")
+    source = FilesSource(tmp_path / "src")
+    target = landing_path(tmp_path / "landing", "trades", DAY)
+    assert source.land("trades", DAY, target) == 5
+    landed = pl.read_parquet(target)
+    assert landed.equals(source.read("trades", DAY)) and landed.schema == DATASETS["trades"].schema
+    assert landed["trade_id"].to_list() == [1, 2, 3, 101, 102]
+    out = land_dataset(source, "trades", DAY, tmp_path / "landing2")
+    assert out["rows"] == 5 and pl.read_parquet(out["path"]).equals(landed)
+
+
+def test_land_falls_back_to_read_when_a_file_needs_conforming(tmp_path):
+    """A Parquet file with another type (Int32 account) or a CSV is not streamed: land returns
+    None and land_dataset conforms it through `read`, or names the bad value as read does."""
+    from venue_risk.landing import land_dataset, landing_path
+
+    _write(tmp_path / "src", _trades(3).with_columns(pl.col("taker_account").cast(pl.Int32)))
+    source = FilesSource(tmp_path / "src")
+    assert source.land("trades", DAY, landing_path(tmp_path / "l", "trades", DAY)) is None
+    out = land_dataset(source, "trades", DAY, tmp_path / "l")
+    assert out["rows"] == 3 and pl.read_parquet(out["path"]).equals(_trades(3))
+    _write(tmp_path / "csv", _trades(3).with_columns(pl.col("taker_account").cast(pl.String)
+                                                     .replace("1", "x")), "t.csv")
+    with pytest.raises(InputError, match="taker_account"):
+        land_dataset(FilesSource(tmp_path / "csv"), "trades", DAY, tmp_path / "l3")

@@ -119,8 +119,10 @@ SCALES: dict[str, Scale] = {
     "tiny": Scale("tiny", (_small(BTC, 150_000.0), _small(ETH, 100_000.0)), 3_000, 40, 4, 2, 8_000.0, 0.05, depth_scale=0.3,
                   insurance_fund=500_000.0),
     "demo": Scale("demo", (BTC, ETH, SOL, XRP), 75_000, 500, 40, 4, 15_000.0, 0.03),
+    # large: ~11M trades and ~50M order events (DESIGN 8: 10M trades, 40M order events); fewer
+    # cancelled quotes per maker fill than demo, as on a venue whose makers quote less per fill
     "large": Scale("large", _large_universe(40), 7_500_000, 20_000, 1_500, 20, 15_000.0, 0.03,
-                   depth_scale=3.0, insurance_fund=50_000_000.0),
+                   depth_scale=3.0, insurance_fund=50_000_000.0, cancels_per_fill=(0, 1)),
 }
 
 BACKSTOP_ACCOUNT = 1  # the venue's backstop liquidity account

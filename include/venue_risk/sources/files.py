@@ -17,6 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
+from venue_risk.atomic import write_atomic
 from venue_risk.errors import InputError
 from venue_risk.importers.layout import read_manifest
 from venue_risk.schema import DATASETS
@@ -85,6 +86,29 @@ class FilesSource:
             raise InputError(dataset, f"partition for {day} holds no .parquet or .csv file",
                              file=str(folder))
         return found
+
+    def land(self, dataset: str, day: dt.date, target: Path) -> int | None:
+        """Copy the day's rows of `dataset` to `target` (Parquet, atomic) without holding them in
+        memory, when every file of the partition is Parquet with exactly the canonical columns
+        and types (a venue's own export, the simulator): a lazy scan in canonical column order
+        streamed to a temporary file, then renamed; rows in the same order as `read`. Returns the
+        rows written, or None when a file needs conforming (a CSV, another type, a missing or
+        extra column, an unreadable file): the caller then uses `read`, which conforms or names
+        the problem."""
+        spec = DATASETS[dataset]
+        files = self.files(dataset, day)
+        if any(p.suffix != ".parquet" for p in files):
+            return None
+        for path in files:
+            try:
+                schema = pl.read_parquet_schema(path)
+            except Exception:
+                return None
+            if dict(schema) != dict(spec.schema):
+                return None
+        scan = pl.concat([pl.scan_parquet(p).select(spec.columns) for p in files], how="vertical")
+        write_atomic(target, lambda tmp: scan.sink_parquet(tmp, compression="zstd"))
+        return pl.scan_parquet(target).select(pl.len()).collect().item()
 
     def read(self, dataset: str, day: dt.date) -> pl.DataFrame:
         """The day's rows of `dataset` in canonical columns and types (files concatenated in name

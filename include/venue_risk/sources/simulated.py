@@ -70,6 +70,9 @@ class SimulatedSource:
     def files(self, dataset: str, day: dt.date) -> list[Path]:
         return self._files.files(dataset, day)
 
+    def land(self, dataset: str, day: dt.date, target: Path) -> int | None:
+        return self._files.land(dataset, day, target)
+
     def read(self, dataset: str, day: dt.date) -> pl.DataFrame:
         return self._files.read(dataset, day)
 
