@@ -18,6 +18,12 @@ from venue_risk.warehouse import read_day, read_history, table_exists
 INPUTS = ("instruments", "risk_tiers", "trades", "order_events", "liquidations", "book_depth",
           "market_metrics", "insurance_fund", "funding", "mark_index", "index_components",
           "positions_eod", "accounts_eod", "leverage_changes", "api_keys", "api_requests")
+#: The columns the metric families read of a dataset, where that is not all of them (the
+#: largest input: order_events without account, api_key_id and reject_reason is ~25 % smaller).
+READ_COLUMNS: dict[str, tuple[str, ...]] = {
+    "order_events": ("ts", "symbol", "order_id", "event", "side", "order_type", "tif", "price", "qty",
+                     "cum_filled_qty", "reduce_only", "post_only"),
+}
 #: Trailing days of per-minute features used as the anomaly baseline (bounded: 1,440 rows per
 #: symbol and day).
 ANOMALY_BASELINE_DAYS = 7
@@ -49,7 +55,8 @@ def read_inputs(con: duckdb.DuckDBPyConnection, day: dt.date, symbols: list[str]
         where = "symbol IN (" + ", ".join("'" + s.replace("'", "''") + "'" for s in symbols) + ")"
 
     def rows(table: str, on: dt.date) -> pl.DataFrame:
-        return read_day(con, table, on, where if "symbol" in DATASETS[table].schema else None)
+        return read_day(con, table, on, where if "symbol" in DATASETS[table].schema else None,
+                        columns=READ_COLUMNS.get(table))
 
     data = {name: rows(name, day) for name in names}
     data["positions_start"] = rows("positions_eod", day - dt.timedelta(days=1))

@@ -214,14 +214,15 @@ def day_versions(con: duckdb.DuckDBPyConnection, start: dt.date, end: dt.date) -
 
 
 def read_day(con: duckdb.DuckDBPyConnection, table: str, day: dt.date,
-             where: str | None = None) -> pl.DataFrame:
+             where: str | None = None, columns: tuple[str, ...] | None = None) -> pl.DataFrame:
     """One day of a table as a Polars frame (through Arrow), without the partition `date`
     column for canonical datasets that do not carry it themselves; `where`: an extra SQL
-    condition on the rows (e.g. the symbols of one group)."""
+    condition on the rows (e.g. the symbols of one group); `columns`: only these (in this order)."""
     extra = f" AND ({where})" if where else ""
-    frame = con.sql(f"SELECT * FROM {table} WHERE date = DATE '{day.isoformat()}'{extra}").pl()
+    select = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+    frame = con.sql(f"SELECT {select} FROM {table} WHERE date = DATE '{day.isoformat()}'{extra}").pl()
     spec = DATASETS.get(table)
-    if spec is not None and "date" not in spec.schema:
+    if spec is not None and "date" not in spec.schema and "date" in frame.columns:
         frame = frame.drop("date")
     return frame
 

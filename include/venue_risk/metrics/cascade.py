@@ -270,7 +270,7 @@ def impact_pct(depth_pct: np.ndarray, cum_notional: np.ndarray, notional: float)
 
 
 class _Engine:
-    """Precomputed arrays of a graph for fast rounds."""
+    """Precomputed arrays of a graph for fast rounds (built once per graph: `engine`)."""
 
     def __init__(self, g: CascadeGraph):
         self.g = g
@@ -284,30 +284,64 @@ class _Engine:
         self.iso = iso
         lp = p["liquidation_price"].fill_null(float("nan")).to_numpy()
         self.dist = np.where(iso, lp / g.marks[self.sym] - 1.0, np.nan)
-        # cross accounts: (position indices, W_c)
-        self.accounts = []
-        cross = p.with_row_index("_i").filter(pl.col("margin_mode") == "cross")
-        for (_a,), grp in cross.group_by(["account"], maintain_order=True):
-            wc = grp["cross_wallet"].drop_nulls()
-            if wc.len() == 0:
-                raise InputError("positions_eod", f"cross account {_a} has no cross_wallet",
-                                 column="cross_wallet", expected="W_c for every cross position")
-            self.accounts.append((grp["_i"].to_numpy().astype(np.int64), float(wc[0]),
-                                  [g.tiers[s] for s in grp["symbol"].to_list()],
-                                  grp["size"].to_list(), grp["entry_price"].to_list()))
+        # cross positions as arrays: position index, account code, rank within the account (row
+        # order), symbol, size, entry, and the tiers of their symbol padded to one width
+        cross = (p.with_row_index("_i").filter(pl.col("margin_mode") == "cross")
+                 .with_columns((pl.col("account").rank("dense") - 1).cast(pl.Int64).alias("_a"))
+                 .with_columns(pl.int_range(pl.len()).over("_a").alias("_k")))
+        wallets = cross.group_by("_a", maintain_order=True).agg(
+            pl.col("account").first(), pl.col("cross_wallet").drop_nulls().first().alias("_wc")).sort("_a")
+        missing = wallets.filter(pl.col("_wc").is_null())
+        if missing.height:
+            first = cross.filter(pl.col("_a").is_in(missing["_a"].implode()))["account"][0]
+            raise InputError("positions_eod", f"cross account {first} has no cross_wallet",
+                             column="cross_wallet", expected="W_c for every cross position")
+        self.c_i = cross["_i"].to_numpy().astype(np.int64)
+        self.c_a = cross["_a"].to_numpy()
+        self.c_sym = self.sym[self.c_i]
+        self.c_size = cross["size"].to_numpy()
+        self.c_entry = cross["entry_price"].to_numpy()
+        self.wallet = wallets["_wc"].to_numpy() if cross.height else np.zeros(0)
+        k = cross["_k"].to_numpy()
+        self.by_rank = [np.flatnonzero(k == r) for r in range(int(k.max()) + 1)] if cross.height else []
+        names = cross["symbol"].to_list()
+        width = max((len(g.tiers[s]) for s in set(names)), default=1)
+        table = {s: np.array([(t.notional_floor, t.notional_cap, t.maintenance_margin_rate,
+                               t.maintenance_amount) for t in g.tiers[s]]
+                             + [(np.inf, -np.inf, np.nan, np.nan)] * (width - len(g.tiers[s])))
+                 for s in set(names)}
+        tiers = np.stack([table[s] for s in names]) if names else np.zeros((0, width, 4))
+        self.t_floor, self.t_cap, self.t_mmr, self.t_amt = (tiers[:, :, j] for j in range(4))
+        self.t_count = np.array([len(g.tiers[s]) for s in names], dtype=np.int64)
+
+    def _cross_mm(self, notional: np.ndarray) -> np.ndarray:
+        """margin.maintenance_margin per cross position, vectorized: the first tier whose
+        [floor, cap) holds the notional; below the first floor the first tier, else the last."""
+        held = (self.t_floor <= notional[:, None]) & (notional[:, None] < self.t_cap)
+        first = np.argmax(held, axis=1)
+        fallback = np.where(notional < self.t_floor[:, 0], 0, self.t_count - 1)
+        tier = np.where(held.any(axis=1), first, fallback)
+        rows = np.arange(len(notional))
+        return np.abs(notional) * self.t_mmr[rows, tier] - self.t_amt[rows, tier]
 
     def crossed(self, m: np.ndarray) -> np.ndarray:
+        """Positions liquidated at moves `m`: isolated ones beyond their liquidation price, and
+        every position of a cross account whose equity W_c + sum size x (P - entry) <= sum MM,
+        summed in the account's row order."""
         pm = m[self.sym]
         hit = self.iso & np.where(self.long, pm <= self.dist + 1e-12, pm >= self.dist - 1e-12)
         hit &= ~np.isnan(self.dist)
-        for idx, wc, tiers, sizes, entries in self.accounts:
-            equity, mm = wc, 0.0
-            for k, i in enumerate(idx):
-                price = self.g.marks[self.sym[i]] * (1.0 + m[self.sym[i]])
-                equity += sizes[k] * (price - entries[k])
-                mm += margin.maintenance_margin(tiers[k], abs(sizes[k]) * max(price, 0.0))
-            if equity <= mm:
-                hit[idx] = True
+        if not len(self.c_i):
+            return hit
+        price = self.g.marks[self.c_sym] * (1.0 + m[self.c_sym])
+        pnl = self.c_size * (price - self.c_entry)
+        mm_pos = self._cross_mm(np.abs(self.c_size) * np.maximum(price, 0.0))
+        equity, mm = self.wallet.copy(), np.zeros(len(self.wallet))
+        for rank in self.by_rank:  # (one position per account at each rank: a plain +=)
+            accounts = self.c_a[rank]
+            equity[accounts] += pnl[rank]
+            mm[accounts] += mm_pos[rank]
+        hit[self.c_i[(equity <= mm)[self.c_a]]] = True
         return hit
 
     def impacts(self, liquidated: np.ndarray) -> np.ndarray:
@@ -346,7 +380,7 @@ class CascadeResult:
 
 
 def cascade(graph: CascadeGraph, shock_symbol: str, shock_pct: float, latency_s: float = 1.0,
-            max_iter: int = 200, response_s: float = 1.0) -> CascadeResult:
+            max_iter: int = 200, response_s: float = 1.0, engine: _Engine | None = None) -> CascadeResult:
     """Iterate a shock of `shock_pct` percent (signed: -5 = 5 % down) on `shock_symbol` to the
     cascade's fixed point (module docstring for the model).
 
@@ -366,7 +400,7 @@ def cascade(graph: CascadeGraph, shock_symbol: str, shock_pct: float, latency_s:
         raise InputError("parameters", f"shock_pct {shock_pct!r}, latency_s {latency_s!r}, "
                          f"response_s {response_s!r}, max_iter {max_iter!r}",
                          expected="a non-zero shock, positive latency and response, max_iter >= 1")
-    eng = _Engine(graph)
+    eng = engine if engine is not None and engine.g is graph else _Engine(graph)
     n = eng.n
     k = graph.symbols.index(shock_symbol)
     shock = np.zeros(n)
@@ -415,10 +449,11 @@ def cascade_table(graph: CascadeGraph, shocks: Sequence[float] = DEFAULT_SHOCKS,
     the cascade's amplification, liquidated notional and positions (all symbols), rounds,
     iterations, duration and critical symbols (see `cascade`)."""
     rows = []
+    engine = _Engine(graph)  # the graph's arrays, once for all its shocks
     for sym in graph.symbols:
         for size in shocks:
             for direction in directions:
-                r = cascade(graph, sym, direction * size * 100.0, latency_s, max_iter, response_s)
+                r = cascade(graph, sym, direction * size * 100.0, latency_s, max_iter, response_s, engine)
                 rows.append({"date": graph.date, "shock_symbol": sym, "shock": float(size),
                              "direction": int(direction), "shock_pct": r.shock_pct,
                              "final_move_pct": r.final_move_pct, "amplification": r.amplification,

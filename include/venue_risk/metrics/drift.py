@@ -162,14 +162,15 @@ def _feature_values(trades, order_events, mark_index, book_depth, positions_eod,
         book_depth.filter((pl.col("percentage").abs() - 1.0).abs() < 1e-9)
         .group_by(["ts", "symbol"]).agg(pl.col("notional").sum().alias("value"))
         .select(day, "value"))
-    new = order_events.filter(pl.col("event") == "new")
+    new = order_events.select("ts", "symbol", "order_id", "event", "price", "qty").filter(pl.col("event") == "new")
     priced = _mark_asof(new.select("ts", "symbol", "price", "qty"), mark_index, ["mark_price"])
     out["order_size_notional"] = priced.select(
         day, (pl.col("qty") * pl.coalesce("price", "mark_price")).alias("value"))
     out["leverage"] = positions_eod.select("date", pl.col("leverage").alias("value"))
     out["basis_bps"] = mark_index.select(
         day, ((pl.col("mark_price") - pl.col("index_price")) / pl.col("index_price") * 1e4).alias("value"))
-    filled = (order_events.filter(pl.col("order_id").is_in(new["order_id"].implode()))
+    filled = (order_events.select("order_id", "cum_filled_qty")
+              .filter(pl.col("order_id").is_in(new["order_id"].implode()))
               .group_by("order_id").agg(pl.col("cum_filled_qty").max().alias("_filled")))
     out["fill_rate"] = (
         new.group_by("order_id").agg(pl.col("ts").min(), pl.col("qty").sort_by("ts").first())

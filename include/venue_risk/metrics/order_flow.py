@@ -263,10 +263,13 @@ def _order_attributes(order_events: pl.DataFrame) -> pl.DataFrame:
     """Per order: reduce_only, post_only, order qty, side/type/tif, new ts and first cancel ts."""
     _require(order_events, "order_events", _EVENT_COLS)
     ev = order_events.with_columns((pl.col("event") != "new").alias("_not_new"))
-    first = (ev.sort("order_id", "_not_new", "ts")
-             .group_by("order_id", maintain_order=True).first()
-             .select("order_id", "reduce_only", "post_only", pl.col("qty").alias("order_qty"),
-                     *[c for c in ("side", "order_type", "tif") if c in ev.columns]))
+    # the first event of each order (its new event, else its earliest): sort the keys only and
+    # gather those rows, never a sorted copy of every event
+    keys = ev.select("order_id", "_not_new", "ts").with_row_index("_r")
+    rows = (keys.sort("order_id", "_not_new", "ts", maintain_order=True)
+            .group_by("order_id", maintain_order=True).agg(pl.col("_r").first())["_r"])
+    first = ev[rows].select("order_id", "reduce_only", "post_only", pl.col("qty").alias("order_qty"),
+                            *[c for c in ("side", "order_type", "tif") if c in ev.columns])
     new_ts = ev.filter(pl.col("event") == "new").group_by("order_id").agg(pl.col("ts").min().alias("new_ts"))
     cancel = ev.filter(pl.col("event") == "cancel").group_by("order_id").agg(
         pl.col("ts").min().alias("cancel_ts"))
@@ -301,11 +304,20 @@ def violations(order_events: pl.DataFrame, trades: pl.DataFrame,
     _require(order_events, "order_events", _EVENT_COLS)
     # only the events of orders with a fill today are read (one hash semi-join over the events)
     filled = fills_with_positions.select("order_id").drop_nulls().unique()
-    order_events = order_events.join(filled, on="order_id", how="semi")
+    columns = [*_EVENT_COLS, *[c for c in ("side", "order_type", "tif") if c in order_events.columns]]
+    order_events = order_events.select(columns).join(filled, on="order_id", how="semi")
     attrs = _order_attributes(order_events)
     partial_ev = order_events.filter(pl.col("event") == "partial_fill").select("order_id", pl.col("ts").alias("_pts"))
 
-    fp = (fills_with_positions.sort("ts", "trade_id", pl.col("role") == "maker")
+    # only the fills that can be reported (of a reduce-only, post-only or cancelled order, or a
+    # self-trade) and the other fills of their orders (for the counts of earlier fills)
+    self_ids = trades.filter(pl.col("taker_account") == pl.col("maker_account"))["trade_id"]
+    flagged = attrs.filter(pl.col("reduce_only").fill_null(False) | pl.col("post_only").fill_null(False)
+                           | pl.col("cancel_ts").is_not_null())["order_id"]
+    orders = pl.concat([flagged, fills_with_positions.filter(pl.col("trade_id").is_in(self_ids.implode()))
+                        ["order_id"].drop_nulls()])
+    fills = fills_with_positions.filter(pl.col("order_id").is_null() | pl.col("order_id").is_in(orders.implode()))
+    fp = (fills.sort("ts", "trade_id", pl.col("role") == "maker")
           .with_columns(
               pl.when(pl.col("order_id").is_not_null())
               .then(pl.int_range(pl.len()).over("order_id")).otherwise(0).alias("_prior_fills"),
@@ -314,7 +326,6 @@ def violations(order_events: pl.DataFrame, trades: pl.DataFrame,
           .join(attrs, on="order_id", how="left"))
     # partial_fill events strictly before the fill, counted only for the fills that can be
     # reported (of a reduce-only, post-only or cancelled order, or a self-trade)
-    self_ids = trades.filter(pl.col("taker_account") == pl.col("maker_account"))["trade_id"]
     reportable = (pl.col("reduce_only").fill_null(False) | pl.col("post_only").fill_null(False)
                   | pl.col("cancel_ts").is_not_null() | pl.col("trade_id").is_in(self_ids.implode()))
     prior_ev = (fp.filter(reportable).select("trade_id", "role", "order_id", "ts")
