@@ -43,6 +43,14 @@ STAGE = textwrap.dedent("""
         import great_expectations  # noqa: F401
         t0 = time.perf_counter()
         pipeline.validate(day, state["extracted"], s)
+    elif stage == "gate_parts":
+        state["parts"] = pipeline.gate_parts(day, state["extracted"], s)
+    elif stage == "validate_part":
+        import great_expectations  # noqa: F401  (timed apart above)
+        t0 = time.perf_counter()
+        pipeline.validate_part(day, state["extracted"], state["parts"][int(sys.argv[4])], s)
+    elif stage == "combine_gate":
+        pipeline.combine_gate(day, state["extracted"], state["parts"], s)
     elif stage == "load":
         pipeline.load(day, state["extracted"], s)
     elif stage == "floor: one DuckDB scan of the landed day":
@@ -71,8 +79,9 @@ STAGE = textwrap.dedent("""
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """)
 
+SPLIT_GATE = "validate: split (each part in its own process, as the mapped tasks) + combine"
 STAGES = ["simulate", "extract", "validate: import great_expectations",
-          "validate: the gate (GX imported)", "load", "floor: one DuckDB scan of the landed day",
+          "validate: the gate (GX imported)", SPLIT_GATE, "load", "floor: one DuckDB scan of the landed day",
           "compute_metrics", "compute_metrics, split by symbol group", "store_metrics", "build_report",
           "deliver"]
 FLOOR = "floor: one DuckDB scan of the landed day"
@@ -84,23 +93,49 @@ def main() -> None:
     parser.add_argument("--day", default="2026-11-05")
     parser.add_argument("--genesis", default="2026-11-01")
     parser.add_argument("--home", default=None)
-    parser.add_argument("--groups", type=int, default=4, help="symbol groups of the split metric stage")
+    parser.add_argument("--groups", type=int, default=None,
+                        help="symbol groups of the split gate and metric stage (default: by the day's size)")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    parser.add_argument("--skip", action="append", default=[], metavar="STAGE",
+                        help="leave out a stage (by its name above; repeatable)")
     args = parser.parse_args()
     home = Path(args.home or tempfile.mkdtemp(prefix="venue-risk-bench-"))
     env = dict(os.environ, VENUE_RISK_HOME=str(home), VENUE_RISK_SIM_SCALE=args.scale,
-               VENUE_RISK_SIM_GENESIS=args.genesis, VENUE_RISK_START_DATE=args.genesis,
-               VENUE_RISK_SYMBOL_GROUPS=str(args.groups))
+               VENUE_RISK_SIM_GENESIS=args.genesis, VENUE_RISK_START_DATE=args.genesis)
+    env.pop("VENUE_RISK_SYMBOL_GROUPS", None)
+    if args.groups:
+        env["VENUE_RISK_SYMBOL_GROUPS"] = str(args.groups)
     home.mkdir(parents=True, exist_ok=True)
     state = home / "bench-state.json"
     state.write_text("{}")
     rows = []
-    for stage in STAGES:
-        out = subprocess.run([sys.executable, "-c", STAGE, stage, args.day, str(state)], env=env,
+
+    def run(stage: str, *extra: str) -> dict:
+        out = subprocess.run([sys.executable, "-c", STAGE, stage, args.day, str(state), *extra], env=env,
                              capture_output=True, text=True)
         if out.returncode:
-            sys.exit(f"stage {stage} failed:\n{out.stderr[-3000:]}")
-        rows.append((stage, json.loads(out.stdout.strip().splitlines()[-1])))
+            sys.exit(f"stage {stage} {' '.join(extra)} failed:\n{out.stderr[-3000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    for stage in STAGES:
+        if stage in args.skip:
+            continue
+        if stage == SPLIT_GATE:  # wall: the parts one after the other + combine; RSS: the largest process
+            parts = [run("gate_parts")]
+            n = len(json.loads(state.read_text())["parts"])
+            parts += [run("validate_part", str(i)) for i in range(n)]
+            parts.append(run("combine_gate"))
+            r = {"wall_s": sum(p["wall_s"] for p in parts), "rows": parts[-1]["rows"],
+                 "peak_rss_mb": max(p["peak_rss_mb"] for p in parts), "parts": n,
+                 "part_wall_s": [round(p["wall_s"], 2) for p in parts[1:-1]],
+                 "part_rss_mb": [round(p["peak_rss_mb"]) for p in parts[1:-1]],
+                 "combine_wall_s": parts[-1]["wall_s"], "combine_rss_mb": parts[-1]["peak_rss_mb"]}
+            print(f"  {stage}: {n} parts, wall {r['part_wall_s']} s, RSS {r['part_rss_mb']} MB; combine "
+                  f"{r['combine_wall_s']:.1f} s, {r['combine_rss_mb']:.0f} MB", flush=True)
+        else:
+            r = run(stage)
+        print(f"  {stage}: {r['wall_s']:.2f} s, {r['peak_rss_mb']:.0f} MB", flush=True)
+        rows.append((stage, r))
     print(f"scale {args.scale}, day {args.day} (simulate covers {args.genesis}..{args.day}), home {home}\n")
     floor = dict(rows)[FLOOR]["wall_s"]
     print("| stage | wall (s) | peak RSS (MB) | rows | rows/s | s per M rows | x floor |")
