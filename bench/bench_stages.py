@@ -4,7 +4,10 @@
     .venv/bin/python bench/bench_stages.py --scale large --day 2026-11-01 --genesis 2026-11-01
 
 Simulates genesis..day into a private home first (that simulation is timed too), then runs each
-stage of venue_risk.pipeline in its own subprocess and reads its peak RSS (ru_maxrss). The floor
+stage of venue_risk.pipeline in its own subprocess and reads its peak RSS (ru_maxrss). The gate
+is run both ways too: in one process (`validate`, the CLI's path) and split as the DAG runs it
+(`gate_parts`, then each part's `validate_part` in its own process, then `combine_gate`: wall =
+their sum, RSS = the largest process). `--skip STAGE` leaves a stage out. The floor
 is one DuckDB scan of the day's landed Parquet (every column of every row hashed). The metric
 stage is run both ways: in one process (`compute_metrics`, the CLI's path) and split by symbol
 group as the DAG runs it (`compute_symbol_metrics` per group, here one after the other in one

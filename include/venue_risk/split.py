@@ -12,8 +12,9 @@ task of a run (and a rerun) agrees on it.
 from __future__ import annotations
 
 #: Without VENUE_RISK_SYMBOL_GROUPS, a day gets one symbol group per this many landed rows of
-#: its datasets with a symbol column (a demo day of ~2.8M rows: 1 group; a large day of ~55M
-#: rows: 14), which bounds the memory of each gate and metric task.
+#: its datasets with a symbol column (a demo day of ~2.8M rows: 1 group; a large day of ~81M
+#: rows: 21), which bounds the memory of each gate and metric task (a group holds at least one
+#: symbol: the busiest symbol sets the floor).
 ROWS_PER_GROUP = 4_000_000
 
 
