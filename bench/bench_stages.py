@@ -7,11 +7,10 @@ Simulates genesis..day into a private home first (that simulation is timed too),
 stage of venue_risk.pipeline in its own subprocess and reads its peak RSS (ru_maxrss). The gate
 is run both ways too: in one process (`validate`, the CLI's path) and split as the DAG runs it
 (`gate_parts`, then each part's `validate_part` in its own process, then `combine_gate`: wall =
-their sum, RSS = the largest process). `--skip STAGE` leaves a stage out. The floor
-is one DuckDB scan of the day's landed Parquet (every column of every row hashed). The metric
-stage is run both ways: in one process (`compute_metrics`, the CLI's path) and split by symbol
-group as the DAG runs it (`compute_symbol_metrics` per group, here one after the other in one
-process, then the combine step). Rows = the day's landed rows (all datasets); rows/s = rows /
+their sum, RSS = the largest process); so is the metric stage (`metric_groups`, each group's
+`compute_symbol_metrics` in its own process, then `compute_metrics` on their parts).
+`--skip STAGE` leaves a stage out. The floor is one DuckDB scan of the day's landed Parquet
+(every column of every row hashed). Rows = the day's landed rows (all datasets); rows/s = rows /
 wall; "s per M rows" is the cost per million rows, which should stay flat from demo to large.
 Figures go to stdout as a Markdown table (and to --json FILE).
 """
@@ -64,10 +63,12 @@ STAGE = textwrap.dedent("""
             con.sql(f"SELECT count(*), sum(hash(t)) FROM read_parquet('{f}') t").fetchall()
     elif stage == "compute_metrics":
         state["tables"] = pipeline.compute_metrics(day, s)
-    elif stage == "compute_metrics, split by symbol group":
-        groups = pipeline.metric_groups(day, s)
-        parts = [pipeline.compute_symbol_metrics(day, g, s) for g in groups]
-        pipeline.compute_metrics(day, s, parts=parts)
+    elif stage == "metric_groups":
+        state["groups"], state["metric_parts"] = pipeline.metric_groups(day, s), []
+    elif stage == "compute_symbol_metrics":
+        state["metric_parts"].append(pipeline.compute_symbol_metrics(day, state["groups"][int(sys.argv[4])], s))
+    elif stage == "combine_metrics":
+        pipeline.compute_metrics(day, s, parts=state["metric_parts"])
     elif stage == "store_metrics":
         pipeline.store_metrics(day, state["tables"], s)
     elif stage == "build_report":
@@ -83,9 +84,10 @@ STAGE = textwrap.dedent("""
 """)
 
 SPLIT_GATE = "validate: split (each part in its own process, as the mapped tasks) + combine"
+SPLIT_METRICS = "compute_metrics, split (each symbol group in its own process, as the mapped tasks) + combine"
 STAGES = ["simulate", "extract", "validate: import great_expectations",
           "validate: the gate (GX imported)", SPLIT_GATE, "load", "floor: one DuckDB scan of the landed day",
-          "compute_metrics", "compute_metrics, split by symbol group", "store_metrics", "build_report",
+          "compute_metrics", SPLIT_METRICS, "store_metrics", "build_report",
           "deliver"]
 FLOOR = "floor: one DuckDB scan of the landed day"
 
@@ -123,11 +125,13 @@ def main() -> None:
     for stage in STAGES:
         if stage in args.skip:
             continue
-        if stage == SPLIT_GATE:  # wall: the parts one after the other + combine; RSS: the largest process
-            parts = [run("gate_parts")]
-            n = len(json.loads(state.read_text())["parts"])
-            parts += [run("validate_part", str(i)) for i in range(n)]
-            parts.append(run("combine_gate"))
+        if stage in (SPLIT_GATE, SPLIT_METRICS):  # wall: the parts in turn + combine; RSS: the largest process
+            first, each, last, key = (("gate_parts", "validate_part", "combine_gate", "parts") if stage == SPLIT_GATE
+                                      else ("metric_groups", "compute_symbol_metrics", "combine_metrics", "groups"))
+            parts = [run(first)]
+            n = len(json.loads(state.read_text())[key])
+            parts += [run(each, str(i)) for i in range(n)]
+            parts.append(run(last))
             r = {"wall_s": sum(p["wall_s"] for p in parts), "rows": parts[-1]["rows"],
                  "peak_rss_mb": max(p["peak_rss_mb"] for p in parts), "parts": n,
                  "part_wall_s": [round(p["wall_s"], 2) for p in parts[1:-1]],

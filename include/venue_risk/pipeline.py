@@ -235,6 +235,7 @@ def compute_metrics(day: str | dt.date, settings: Settings,
     import polars as pl
 
     from venue_risk.baseline import baseline_record, window_start
+    from venue_risk.memory import release_memory
     from venue_risk.metric_jobs import compute_all, compute_combined, compute_symbols
     from venue_risk.warehouse import connect, day_versions
 
@@ -247,7 +248,10 @@ def compute_metrics(day: str | dt.date, settings: Settings,
             tables = compute_all(con, day, settings.baseline_days, settings.engine_latency_s, coverage)
         else:
             if parts is None:  # a day too large for one pass: its groups one after the other
-                frames = [compute_symbols(con, day, g["symbols"], coverage) for g in groups]
+                frames = []
+                for g in groups:
+                    frames.append(compute_symbols(con, day, g["symbols"], coverage))
+                    release_memory()  # (a group's frames are gone: its peak is not carried over)
             else:
                 frames = [{name: pl.read_parquet(path) for name, path in part.items()} for part in parts]
             tables = compute_combined(con, day, frames, settings.baseline_days, settings.engine_latency_s,

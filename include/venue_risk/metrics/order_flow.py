@@ -302,10 +302,11 @@ def violations(order_events: pl.DataFrame, trades: pl.DataFrame,
     _check_trades(trades)
     _require(fills_with_positions, "fills_with_positions", tuple(FILLS_SCHEMA))
     _require(order_events, "order_events", _EVENT_COLS)
-    # only the events of orders with a fill today are read (one hash semi-join over the events)
-    filled = fills_with_positions.select("order_id").drop_nulls().unique()
+    # only the columns read here (a selection shares the frame's memory); the attributes of
+    # orders without a fill today join no fill, so no events are filtered out first (that copy
+    # of most of the day's events cost more than it saved)
     columns = [*_EVENT_COLS, *[c for c in ("side", "order_type", "tif") if c in order_events.columns]]
-    order_events = order_events.select(columns).join(filled, on="order_id", how="semi")
+    order_events = order_events.select(columns)
     attrs = _order_attributes(order_events)
     partial_ev = order_events.filter(pl.col("event") == "partial_fill").select("order_id", pl.col("ts").alias("_pts"))
 

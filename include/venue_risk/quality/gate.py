@@ -51,6 +51,7 @@ from pathlib import Path
 import polars as pl
 
 from venue_risk.atomic import write_json_atomic, write_parquet_atomic, write_sorted_parquet_atomic
+from venue_risk.memory import release_memory
 from venue_risk.quality.basic import DataQualityError, schema_check, timestamp_unit_check
 from venue_risk.quality.limits import DEFAULT_QUARANTINE_LIMITS, limit_checks
 from venue_risk.schema import DATASETS
@@ -396,19 +397,6 @@ def _reference_frames(part_frames: dict[str, pl.DataFrame], landed: dict[str, st
                  if missing.len() else own.clear())
         ref["order_events"] = pl.DataFrame({"order_id": pl.concat([own, found])})
     return ref
-
-
-def release_memory() -> None:
-    """Collect garbage and return the C heap's free pages to the system (glibc malloc_trim), so
-    that a part's peak is not the sum of its steps' peaks; a no-op where there is no glibc."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _counts(rows: dict[int, str]) -> dict[str, int]:
