@@ -313,8 +313,9 @@ def violations(order_events: pl.DataFrame, trades: pl.DataFrame,
     # only the fills that can be reported (of a reduce-only, post-only or cancelled order, or a
     # self-trade) and the other fills of their orders (for the counts of earlier fills)
     self_ids = trades.filter(pl.col("taker_account") == pl.col("maker_account"))["trade_id"]
-    flagged = attrs.filter(pl.col("reduce_only").fill_null(False) | pl.col("post_only").fill_null(False)
-                           | pl.col("cancel_ts").is_not_null())["order_id"]
+    flagged_order = (pl.col("reduce_only").fill_null(False) | pl.col("post_only").fill_null(False)
+                     | pl.col("cancel_ts").is_not_null())
+    flagged = attrs.filter(flagged_order)["order_id"]
     orders = pl.concat([flagged, fills_with_positions.filter(pl.col("trade_id").is_in(self_ids.implode()))
                         ["order_id"].drop_nulls()])
     fills = fills_with_positions.filter(pl.col("order_id").is_null() | pl.col("order_id").is_in(orders.implode()))
@@ -327,8 +328,7 @@ def violations(order_events: pl.DataFrame, trades: pl.DataFrame,
           .join(attrs, on="order_id", how="left"))
     # partial_fill events strictly before the fill, counted only for the fills that can be
     # reported (of a reduce-only, post-only or cancelled order, or a self-trade)
-    reportable = (pl.col("reduce_only").fill_null(False) | pl.col("post_only").fill_null(False)
-                  | pl.col("cancel_ts").is_not_null() | pl.col("trade_id").is_in(self_ids.implode()))
+    reportable = flagged_order | pl.col("trade_id").is_in(self_ids.implode())
     prior_ev = (fp.filter(reportable).select("trade_id", "role", "order_id", "ts")
                 .join(partial_ev, on="order_id", how="inner")
                 .filter(pl.col("_pts") < pl.col("ts"))
