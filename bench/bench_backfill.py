@@ -109,12 +109,15 @@ def main() -> int:
         for ld, state, s, e in rows:
             print(f"  {ld.date()} {state}: {s.timestamp() - started:6.0f} s -> {e.timestamp() - started:6.0f} s")
         print(f"workers {args.workers} x {args.concurrency or 4} slots, symbol groups {args.groups or 'by rows'}")
+        print("backfill runs only (the scheduled run the unpause creates reports nothing):")
         print("| task | instances | summed wall (s) | span (s) | workers |\n|---|---:|---:|---:|---|")
         for task, n, wall, span, hosts in sql(
-                "SELECT task_id, count(*), sum(extract(epoch FROM end_date - start_date)), "
-                "extract(epoch FROM max(end_date) - min(start_date)), string_agg(DISTINCT hostname, ' ') "
-                "FROM task_instance WHERE dag_id = 'venue_risk_daily' GROUP BY task_id "
-                "ORDER BY min(start_date)"):
+                "SELECT ti.task_id, count(*), sum(extract(epoch FROM ti.end_date - ti.start_date)), "
+                "extract(epoch FROM max(ti.end_date) - min(ti.start_date)), "
+                "string_agg(DISTINCT ti.hostname, ' ') FROM task_instance ti JOIN dag_run dr "
+                "ON dr.dag_id = ti.dag_id AND dr.run_id = ti.run_id "
+                "WHERE ti.dag_id = 'venue_risk_daily' AND dr.run_type = 'backfill' GROUP BY ti.task_id "
+                "ORDER BY min(ti.start_date)"):
             print(f"| {task} | {n} | {wall or 0:.1f} | {span or 0:.1f} | {hosts} |")
     finally:
         subprocess.run([str(STACK), "stop"], env=env, capture_output=True)
