@@ -235,6 +235,8 @@ AIRFLOW_START_DATE = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
         "recipients": Param([], type="array", description="Override the configured recipients"),
         "dry_run": Param(False, type="boolean", description="Build the email but send nothing"),
         "force_resend": Param(False, type="boolean", description="Mail even if already sent"),
+        "attach_methods": Param(False, type="boolean",
+                                description="Attach the methods document (PDF) the report was built with"),
     },
     tags=["venue-risk"],
     doc_md=__doc__,
@@ -352,7 +354,8 @@ def venue_risk_daily():
         return pipeline.deliver(_day(), _settings(), send,
                                 recipients=params.get("recipients") or None,
                                 force=bool(params.get("force_resend")),
-                                dry_run=bool(params.get("dry_run")))
+                                dry_run=bool(params.get("dry_run")),
+                                attach_methods=bool(params.get("attach_methods")))
 
     ready = prepare_source()
     extracted = extract.expand(dataset=list(DATASET_NAMES))

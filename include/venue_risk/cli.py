@@ -68,6 +68,27 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The project's docs/ folder (beside include/ in a checkout).
+PROJECT_DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def _docs(args: argparse.Namespace) -> int:
+    from venue_risk.docs import stale_blocks, write_blocks
+
+    paths = sorted(Path(args.dir).glob("*.md"))
+    if not paths:
+        print(f"venue-risk docs: no markdown files in {args.dir}", file=sys.stderr)
+        return 1
+    if args.check:
+        stale = stale_blocks(paths)
+        for item in stale:
+            print(f"stale generated block: {item}")
+        return 1 if stale else 0
+    for path in write_blocks(paths):
+        print(f"rewrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="venue-risk", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -98,9 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("--date", type=_date, default=None, help="keep only this UTC day")
     imp.add_argument("--reference", type=Path, default=None, metavar="FILE",
                      help="instrument reference file replacing the shipped one")
+    docs = sub.add_parser("docs", help="rewrite the generated blocks of docs/*.md from the code (or --check them)")
+    docs.add_argument("--dir", type=Path, default=PROJECT_DOCS, help=f"default: {PROJECT_DOCS}")
+    docs.add_argument("--check", action="store_true", help="list the blocks that differ; exit 1 if any")
+    meth = sub.add_parser("methods", help="render the methods document (PDF and HTML) for this code version")
+    meth.add_argument("--out", type=Path, default=None, help="folder (default: <reports>/methods)")
     args = parser.parse_args(argv)
     if args.command == "import":
         return _import(args)
+    if args.command == "docs":
+        return _docs(args)
 
     from venue_risk.settings import Settings
 
@@ -120,6 +148,13 @@ def main(argv: list[str] | None = None) -> int:
         days = simulate(args.scale, args.start, args.days, out, seed=seed)
         print(f"simulated {len(days)} day(s) of the {args.scale} venue into {out} "
               f"in {time.perf_counter() - t0:.1f} s")
+        return 0
+    if args.command == "methods":
+        from venue_risk.pipeline import code_version
+        from venue_risk.report import render_methods
+
+        paths = render_methods(args.out or settings.paths.reports / "methods", code_version(settings.paths.home))
+        print(paths["pdf"])
         return 0
     if args.command == "run-day":
         from venue_risk.pipeline import run_day

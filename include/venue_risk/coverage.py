@@ -18,6 +18,13 @@ One place that the gate, the metric stage and the report all ask:
 
 The overall status is the worst of green / amber / red over the covered figures; a report on
 which every account-side dataset is absent is a market-only report (`report_scope`).
+
+Known limits: Coverage is measured per dataset over all its symbols: a dataset carried for some
+symbols only looks complete here, and a symbol missing from it is caught by the gate's per-
+instrument rules (a mark series, a two-sided book, enough index sources) rather than classed
+partial. An event dataset (trades, orders, requests) without a declared window counts as
+covering the day when its rows reach within EVENT_EDGE_S of both ends; a quiet hour inside the
+day is reported as the largest gap, not as partial coverage.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from venue_risk.atomic import write_atomic, write_json_atomic
 
 SUBJECT_PREFIX = "[venue-risk]"
 DEFAULT_SENDER = "venue-risk@example.com"
-STATUS_COLORS = {"green": "#2e7d32", "amber": "#e8a100", "red": "#c62828"}
+STATUS_COLORS = {"green": "#00785a", "amber": "#e69f00", "red": "#b34700"}
 SENT, OUTBOX = "sent", "outbox"  # ledger states
 ALERT_RECIPIENTS_ENV = "VENUE_RISK_ALERT_RECIPIENTS"
 
@@ -104,9 +104,11 @@ def _summary(report_dir: Path) -> dict:
 
 
 def build_message(report_dir: Path, date: str | dt.date, status: str | None, recipients: list[str],
-                  sender_address: str | None = None, revision: dict | None = None) -> EmailMessage:
+                  sender_address: str | None = None, revision: dict | None = None,
+                  attachments: list[Path] | None = None) -> EmailMessage:
     """The report email: subject with date and status, a short text body and an HTML body with
-    the headline figures (from summary.json beside the PDF), the PDF attached.
+    the headline figures (from summary.json beside the PDF), the PDF attached, then each PDF of
+    `attachments` (the methods document, on request); a missing one is an error naming it.
 
     status None -> the overall status recorded in summary.json. revision {sent_at, changes}: the
     mail revises one already sent: subject marked REVISED, the changed figures listed first."""
@@ -117,6 +119,10 @@ def build_message(report_dir: Path, date: str | dt.date, status: str | None, rec
         raise FileNotFoundError(f"report {pdf} not found: build the report for {day} before delivering it")
     if not recipients:
         raise ValueError(f"no recipients for the {day} report (set VENUE_RISK_RECIPIENTS or pass recipients)")
+    extra = [Path(p) for p in attachments or []]
+    for path in extra:
+        if not path.is_file():
+            raise FileNotFoundError(f"attachment {path} of the {day} report not found")
     summary = _summary(report_dir)
     status = str(status or summary.get("overall_status") or "unknown").lower()
     sender = sender_address or os.environ.get("VENUE_RISK_MAIL_FROM") or DEFAULT_SENDER
@@ -156,7 +162,8 @@ def build_message(report_dir: Path, date: str | dt.date, status: str | None, rec
             lines.append(f"  {f.get('label', name)}: {f.get('display', f.get('value'))} | "
                          f"{f.get('baseline_display', f.get('baseline'))} | {str(f.get('status', '')).upper()}")
         lines.append("")
-    lines.append(f"The full report is attached ({pdf.name}).")
+    lines.append(f"The full report is attached ({pdf.name})"
+                 + (f", with {', '.join(p.name for p in extra)}." if extra else "."))
     msg.set_content("\n".join(lines) + "\n")
 
     e = html.escape
@@ -179,10 +186,13 @@ def build_message(report_dir: Path, date: str | dt.date, status: str | None, rec
            f"<th style='text-align:left;padding:3px 8px'>Figure</th><th style='padding:3px 8px'>Today</th>"
            f"<th style='padding:3px 8px'>Baseline</th><th style='padding:3px 8px'>Status</th>"
            f"<th style='text-align:left;padding:3px 8px'>Threshold</th></tr>{rows}</table>" if figures else "")
-        + f"<p>The full report is attached ({e(pdf.name)}).</p></body></html>"
+        + f"<p>The full report is attached ({e(pdf.name)})"
+        + (f", with {e(', '.join(p.name for p in extra))}." if extra else ".") + "</p></body></html>"
     )
     msg.add_alternative(body, subtype="html")
     msg.add_attachment(pdf.read_bytes(), maintype="application", subtype="pdf", filename=pdf.name)
+    for path in extra:
+        msg.add_attachment(path.read_bytes(), maintype="application", subtype="pdf", filename=path.name)
     return msg
 
 
@@ -424,7 +434,7 @@ def _ledger_entry(result: dict, previous: dict | None, current: dict) -> dict:
 def deliver(report_dir: Path, date: str | dt.date, recipients: list[str],
             send: Callable[[EmailMessage], None] | None, outbox: Path, ledger: Path,
             force: bool = False, dry_run: bool = False, status: str | None = None,
-            sender_address: str | None = None) -> dict:
+            sender_address: str | None = None, attachments: list[Path] | None = None) -> dict:
     """Send the date's report once, and again as REVISED when a rerun changed its headline.
     Returns what happened (JSON-serializable):
     {status: sent | outbox | skipped | dry_run, state, date, subject, recipients, via, revised,
@@ -438,6 +448,7 @@ def deliver(report_dir: Path, date: str | dt.date, recipients: list[str],
       "skipped" while its outbox file exists and the headline is unchanged (rewritten otherwise);
     - send None -> the message goes to <outbox>/<date>-venue-risk.eml (state and via "outbox");
     - dry_run -> the message is built (so a broken report still fails) but not sent or recorded.
+    `attachments`: more PDFs to attach (the methods document, on request).
     The ledger is updated only after a successful send or outbox write: a send that raises leaves
     the ledger as it was, and the next run (or the task's retry) sends the day.
     """
@@ -457,7 +468,8 @@ def deliver(report_dir: Path, date: str | dt.date, recipients: list[str],
                     "recipients": previous.get("recipients"), "via": previous.get("via"),
                     "revised": False, "changed_figures": [], "ledger": str(ledger)}
         revision = _revision(previous, current)
-        message = build_message(report_dir, day, status, recipients, sender_address, revision=revision)
+        message = build_message(report_dir, day, status, recipients, sender_address, revision=revision,
+                                attachments=attachments)
         result: dict[str, Any] = {"date": day, "subject": str(message["Subject"]),
                                   "recipients": recipients, "message_id": str(message["Message-ID"]),
                                   "forced": bool(force and previous), "previous_state": previous_state,

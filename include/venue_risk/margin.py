@@ -10,6 +10,12 @@
   using the tier whose range holds the notional Q x LP. Bankruptcy price (equity = 0):
   long EP - WB / Q, short EP + WB / Q.
 - Cross margin: equity = wallet + sum of unrealized PnL; liquidated when equity <= sum of MM.
+
+Known limits: One margin model: tiered maintenance rates with maintenance amounts (the Binance
+USD-M form). Equity is wallet plus unrealized PnL at the mark: accrued funding and open orders'
+margin are not in it. A cross position's liquidation price holds the account's other positions
+at their marks (a joint move is the cross-margin stress's job). Portfolio margin, volatility-
+dependent rates or other formulas need their own model here.
 """
 
 from __future__ import annotations

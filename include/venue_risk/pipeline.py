@@ -299,10 +299,8 @@ def build_report(day: str | dt.date, extracted: list[dict], settings: Settings,
 
     import polars as pl
 
-    from venue_risk.metrics import (anomalies, api_scoping, cascade, cross_margin, crowding, drift,
-                                    forced_cost, index_integrity, liquidation_bands, order_flow,
-                                    slippage, summary)
-    from venue_risk.report import build_context, methodology_sections, render_report
+    from venue_risk.metrics import summary
+    from venue_risk.report import build_context, methods_summary, render_methods, render_report
     from venue_risk.warehouse import connect, read_day, read_history
 
     day = as_date(day)
@@ -342,19 +340,21 @@ def build_report(day: str | dt.date, extracted: list[dict], settings: Settings,
     named = getattr(source, "venue", None)
     venue_name = (settings.venue_name if "VENUE_RISK_VENUE_NAME" in os.environ or named is None
                   else (named() or settings.venue_name))  # (the importer's manifest names the venue)
+    yesterday = previous_figures(settings, day)
     context = build_context(
         date=day,
         venue_name=venue_name,
         frames=frames,
         summary_rows=rows,
         history=history,
-        methodology=methodology_sections([slippage, forced_cost, crowding, index_integrity, drift,
-                                          order_flow, anomalies, cross_margin, liquidation_bands,
-                                          cascade, api_scoping, summary]),
+        methodology=methods_summary(run_meta["code_version"],
+                                    render_methods(settings.paths.reports / "methods", run_meta["code_version"]),
+                                    report_dir(settings, day)),
         run_meta=run_meta,
         data_quality=data_quality,
         pseudonymize_key=pseudonym_key,
         coverage=coverage,
+        yesterday=yesterday,
     )
     context["baseline"] = baseline
     out = report_dir(settings, day)
@@ -364,6 +364,18 @@ def build_report(day: str | dt.date, extracted: list[dict], settings: Settings,
     if gx_results.exists():
         write_atomic(out / "gx_results.json", lambda tmp: tmp.write_bytes(gx_results.read_bytes()))
     return {k: str(v) for k, v in paths.items()} | {"status": context["overall_status"]}
+
+
+def previous_figures(settings: Settings, day: dt.date) -> dict[str, dict] | None:
+    """{figure: {status, display}} of the day before's report (its summary.json), for page one's
+    "what changed since yesterday"; None when that day has no report."""
+    import json
+
+    path = report_dir(settings, day - dt.timedelta(days=1)) / "summary.json"
+    if not path.is_file():
+        return None
+    figures = json.loads(path.read_text()).get("figures") or {}
+    return {name: {"status": f.get("status"), "display": f.get("display")} for name, f in figures.items()}
 
 
 def minute_returns(con, day: dt.date) -> int | None:
@@ -422,10 +434,12 @@ def data_quality_summary(validation: dict) -> dict:
 
 
 def deliver(day: str | dt.date, settings: Settings, send: Callable | None,
-            recipients: list[str] | None = None, force: bool = False, dry_run: bool = False) -> dict:
+            recipients: list[str] | None = None, force: bool = False, dry_run: bool = False,
+            attach_methods: bool = False) -> dict:
     """Email the day's report once (or write it to the outbox when `send` is None). A day whose
     report is incomplete (no summary.json or no PDF: the build failed) raises FileNotFoundError
-    and records nothing in the ledger."""
+    and records nothing in the ledger. attach_methods: attach the methods PDF the report was built
+    with (summary.json `methods`), too."""
     import json
 
     from venue_risk.deliver import deliver as deliver_report
@@ -436,11 +450,19 @@ def deliver(day: str | dt.date, settings: Settings, send: Callable | None,
     if not summary_path.is_file():
         raise FileNotFoundError(f"no report for {day.isoformat()}: {summary_path} is missing (the "
                                 f"build_report stage did not complete); build the report, then deliver")
-    status = json.loads(summary_path.read_text())["overall_status"]
+    summary = json.loads(summary_path.read_text())
+    attachments = None
+    if attach_methods:
+        pdf = ((summary.get("methods") or {}).get("files") or {}).get("pdf")
+        if not pdf:
+            raise FileNotFoundError(f"the {day.isoformat()} report names no methods PDF (built before "
+                                    "methods were rendered): rebuild the report to attach them")
+        attachments = [(rdir / pdf["link"]).resolve()]
     result = deliver_report(
         rdir, day, list(recipients or settings.recipients), send,
         outbox=settings.paths.outbox, ledger=settings.paths.data / "delivery-ledger.json",
-        force=force, dry_run=dry_run, status=status, sender_address=settings.mail_from,
+        force=force, dry_run=dry_run, status=summary["overall_status"], sender_address=settings.mail_from,
+        attachments=attachments,
     )
     if not dry_run:
         from venue_risk.runs import clear_failure

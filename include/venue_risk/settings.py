@@ -14,11 +14,15 @@
 | VENUE_RISK_BASELINE_DAYS | trailing baseline window, days | 30 |
 | VENUE_RISK_START_DATE | first day of the venue's history: a run for an earlier day fails loudly; baseline windows never reach before it | 2026-11-01 (the demo's first day) |
 | VENUE_RISK_SCHEDULE_GRACE_HOURS | a *scheduled* run that starts more than this long after its day closed (the run Airflow creates when the DAG is unpaused late) reports nothing and alerts operations; ask for past days with a backfill | 6 |
+| VENUE_RISK_ENGINE_LATENCY_S | the liquidation engine's round time in the cascade model, seconds | 1.0 |
 | VENUE_RISK_WAREHOUSE_WAIT_S | how long an open of the DuckDB warehouse waits while another process holds it, before failing and naming the holder | 900 |
 | VENUE_RISK_DUCKDB_MEMORY | DuckDB's memory limit per warehouse connection (past it a load spills to disk) | 3GB |
 | VENUE_RISK_PSEUDONYM_KEY | secret HMAC key of the account pseudonyms, for the CLI (under Airflow: the variable `venue_risk_pseudonym_key`); set but empty: pseudonyms off | none: accounts shown as recorded, and the report says so |
-| VENUE_RISK_SYMBOL_GROUPS | symbol groups of a day: the gate and the per-symbol metric families run as one Airflow mapped task per group (spread over Celery workers in production; the CLI runs the gate's groups one after the other); the figures do not depend on it | one group per 4M landed rows with a symbol (demo: 1; large: 14) |
+| VENUE_RISK_SYMBOL_GROUPS | symbol groups of a day: the gate and the per-symbol metric families run as one Airflow mapped task per group (spread over Celery workers in production; the CLI runs the gate's groups one after the other); the figures do not depend on it | one group per 4M landed rows with a symbol (demo: 1; large: 21) |
 | VENUE_RISK_QUARANTINE_LIMITS | per-dataset quarantine limits, `dataset=share,...` (e.g. `trades=0.01`); above a dataset's limit the day is critical | `quality.limits.DEFAULT_QUARANTINE_LIMITS` |
+| VENUE_RISK_HOME | the project home every default path is under | the current directory |
+| VENUE_RISK_DATA / _LANDING / _WAREHOUSE / _SIMULATED | data folder; landed inputs; the DuckDB file; the simulated venue's cache | `<home>/data`, `<data>/landing`, `<data>/warehouse.duckdb`, `<data>/simulated` |
+| VENUE_RISK_REPORTS / _OUTBOX | reports folder; mail outbox (no SMTP connection) | `<home>/reports`, `<home>/outbox` |
 """
 
 from __future__ import annotations

@@ -81,14 +81,17 @@ def test_daily_run_reports_mails_once_and_is_idempotent(airflow_db, venue_home, 
     for figure, entry in summary["figures"].items():
         shown = format_figure(figure, entry["value"])
         assert shown in text, f"headline figure {figure} = {shown!r} not in the PDF"
-    # the methods appendix holds every family, account side included (titles from the docstrings)
-    from venue_risk.metrics import anomalies, api_scoping, cascade, cross_margin, liquidation_bands, order_flow
-    from venue_risk.report import methodology_sections
+    # the methods page names every family, account side included, and the versioned methods
+    # document it links to was rendered beside the reports, its text the code's
+    from venue_risk.methods import FAMILIES
 
     squash = lambda t: "".join(t.split())  # noqa: E731  (PDF text wraps lines anywhere)
-    for sec in methodology_sections([order_flow, anomalies, cross_margin, liquidation_bands, cascade, api_scoping]):
-        if sec["level"] == 1:
-            assert squash(sec["title"]) in squash(text), f"methods appendix lacks {sec['title']!r}"
+    for family in FAMILIES:
+        assert squash(family.title) in squash(text), f"methods page lacks {family.title!r}"
+    methods_pdfs = list((venue_home / "reports" / "methods").glob("venue-risk-methods-*.pdf"))
+    assert len(methods_pdfs) == 1 and methods_pdfs[0].name in squash(text)
+    methods_text = _pdf_text(methods_pdfs[0])
+    assert all(squash(f.title) in squash(methods_text) for f in FAMILIES)
 
     # Mailed once, through the Airflow SMTP connection, to the configured recipients.
     assert len(smtp_server.messages) == 1

@@ -113,6 +113,39 @@ def test_build_message_needs_the_pdf(tmp_path):
         build_message(tmp_path, DAY, "green", ["a@example.com"], "x@example.com")
 
 
+def test_methods_attached_on_request_through_smtp(smtp_server, report_dir, tmp_path, monkeypatch):
+    """pipeline.deliver(attach_methods=True) attaches the methods PDF summary.json names (its link
+    relative to the report's folder), beside the report; without the request only the report."""
+    from venue_risk import pipeline
+    from venue_risk.settings import Settings
+
+    handler, host, port = smtp_server
+    methods = report_dir.parent / "methods" / "venue-risk-methods-1.2.3.pdf"
+    methods.parent.mkdir()
+    methods.write_bytes(b"%PDF-1.7\n% methods\n%%EOF\n")
+    summary = json.loads((report_dir / "summary.json").read_text())
+    summary["methods"] = {"version": "1.2.3", "files": {"pdf": {"name": methods.name,
+                                                               "link": "../methods/" + methods.name}}}
+    (report_dir / "summary.json").write_text(json.dumps(summary))
+    monkeypatch.setenv("VENUE_RISK_HOME", str(tmp_path))
+    settings = Settings.from_env()
+    result = pipeline.deliver(DAY, settings, smtp_sender(host, port), attach_methods=True)
+    assert result["status"] == "sent"
+    msg = _parse(handler.messages[-1][2])
+    assert [a.get_filename() for a in msg.iter_attachments()] == [f"venue-risk-{DAY}.pdf", methods.name]
+    assert list(msg.iter_attachments())[1].get_content() == methods.read_bytes()
+    assert methods.name in msg.get_body(("plain",)).get_content()
+    # not requested: the report alone (forced, the day was sent)
+    pipeline.deliver(DAY, settings, smtp_sender(host, port), force=True)
+    assert [a.get_filename() for a in _parse(handler.messages[-1][2]).iter_attachments()] == [
+        f"venue-risk-{DAY}.pdf"]
+    # requested but gone: an error naming the file, nothing sent
+    methods.unlink()
+    with pytest.raises(FileNotFoundError, match="venue-risk-methods-1.2.3.pdf"):
+        pipeline.deliver(DAY, settings, smtp_sender(host, port), force=True, attach_methods=True)
+    assert len(handler.messages) == 2
+
+
 def test_deliver_over_smtp_once_per_date(smtp_server, report_dir, tmp_path):
     handler, host, port = smtp_server
     send = smtp_sender(host, port)

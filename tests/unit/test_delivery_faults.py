@@ -113,7 +113,7 @@ def context(status_figure: str = "green") -> dict:
                          "baseline": [2.0], "baseline_days": [5], "status": [status_figure],
                          "threshold": ["amber above 2x"], "unit": ["count"]})
     return build_context(date=dt.date(2026, 11, 5), venue_name="Fault Venue", frames={}, summary_rows=rows,
-                         history=pl.DataFrame(), methodology=[], run_meta={"run_id": "faults"},
+                         history=pl.DataFrame(), methodology={}, run_meta={"run_id": "faults"},
                          data_quality={"status": "passed", "checks": []}, pseudonymize_key=b"k")
 
 

@@ -8,7 +8,6 @@ import json
 import math
 import re
 import sys
-import types
 from pathlib import Path
 
 import polars as pl
@@ -18,7 +17,7 @@ from pypdf import PdfReader
 from venue_risk.report import (
     build_context,
     format_figure,
-    methodology_sections,
+    methods_summary,
     pseudonymize,
     render_html,
     render_report,
@@ -34,42 +33,13 @@ DAY = dt.date(2026, 11, 5)
 HOSTILE = "<script>alert(1)</script>"
 
 
-# -- fixture metric modules (for the methodology appendix) --------------------------------------
+# -- the methods page: the summary of the real methods document, with links to its files ---------
 
-def _fake_module(name: str, doc: str, funcs: dict) -> types.ModuleType:
-    mod = types.ModuleType(f"venue_risk.metrics.{name}", doc)
-    for fname, fn in funcs.items():
-        fn.__module__ = mod.__name__
-        setattr(mod, fname, fn)
-    return mod
-
-
-def _slippage_by_path_fn(executions):
-    """Per date x symbol x path: count, notional, notional-weighted mean slippage.
-
-        slippage_bps = (mark - vwap) / mark * 1e4    (sell; mirror for buy)
-
-    Positive = adverse.
-    """
-
-
-def _cost_fn(executions):
-    """cost_rate = liquidation_fee_rate + adverse slippage rate;
-    buffer_share = cost_rate / maintenance_margin_rate."""
-
-
-def _helper(x):  # private: not in the appendix
-    """not shown"""
-
-
-SLIPPAGE_MOD = _fake_module(
-    "slippage",
-    "Slippage per liquidation path.\n\nvwap = sum(p*q)/sum(q) over the liquidation's fills.",
-    {"slippage_by_path": _slippage_by_path_fn, "_helper": _helper})
-COST_MOD = _fake_module(
-    "forced_cost",
-    "Forced-execution cost.\n\nEquity lost, % of initial margin, share of the maintenance buffer.",
-    {"forced_costs": _cost_fn})
+METHODS_VERSION = "0.1.0+gtest"
+METHODS = methods_summary(METHODS_VERSION,
+                          {"pdf": Path("/srv/reports/methods/venue-risk-methods-0.1.0+gtest.pdf"),
+                           "html": Path("/srv/reports/methods/venue-risk-methods-0.1.0+gtest.html")},
+                          Path("/srv/reports/2026-11-05"))
 
 
 # -- fixture frames: canonical inputs run through the real metric functions ---------------------
@@ -255,7 +225,7 @@ def make_context(frames=None, summary=None, history=None, key=b"test-key") -> di
         frames=metric_frames() if frames is None else frames,
         summary_rows=summary_frame() if summary is None else summary,
         history=history_frame() if history is None else history,
-        methodology=methodology_sections([SLIPPAGE_MOD, COST_MOD]),
+        methodology=METHODS,
         run_meta=RUN_META, data_quality=DATA_QUALITY, pseudonymize_key=key)
 
 
@@ -271,6 +241,18 @@ def pdf_text(path: Path) -> tuple[int, str]:
 
 def _squash(s: str) -> str:
     return re.sub(r"\s+", "", s)
+
+
+def summary_text(pdf: Path) -> str:
+    """The squashed text of the summary section: page one and the pages up to the one with the
+    report's contents (the summary ends with them)."""
+    out = []
+    for page in PdfReader(str(pdf)).pages:
+        out.append(page.extract_text() or "")
+        if "Contents" in out[-1]:
+            break
+    return _squash("\n".join(out))
+
 
 
 # -- tests --------------------------------------------------------------------------------------
@@ -398,14 +380,18 @@ def test_format_figure():
     assert format_figure("anything", float("nan")) == "n/a"
 
 
-def test_methodology_sections_from_docstrings():
-    secs = methodology_sections([SLIPPAGE_MOD, COST_MOD])
-    titles = [s["title"] for s in secs]
-    assert titles == ["Slippage per liquidation path", "slippage.slippage_by_path(executions)",
-                      "Forced-execution cost", "forced_cost.forced_costs(executions)"]
-    # formulas keep their layout (dedented, line breaks kept)
-    assert "    slippage_bps = (mark - vwap) / mark * 1e4" in secs[1]["text"]
-    assert all(set(s) >= {"title", "text"} for s in secs)
+def test_methods_summary_rows_and_links():
+    from venue_risk.methods import FAMILIES
+
+    assert [f["title"] for f in METHODS["families"]] == [f.title for f in FAMILIES]
+    assert METHODS["version"] == METHODS_VERSION
+    # links relative to the report's folder, so they resolve beside the archived reports
+    assert METHODS["files"]["pdf"] == {"name": "venue-risk-methods-0.1.0+gtest.pdf",
+                                       "link": "../methods/venue-risk-methods-0.1.0+gtest.pdf"}
+    # what each family measures, in words, without the design's section references
+    slip = next(f for f in METHODS["families"] if f["number"] == "4.1")
+    assert slip["what"] == "Slippage of liquidation executions, per liquidation path."
+    assert not any("DESIGN" in f["what"] for f in METHODS["families"])
 
 
 def test_summary_json(rendered):
@@ -461,10 +447,13 @@ def test_pdf_content(rendered):
     market = next(r for r in ctx["forced_cost_by_path"]
                   if r["symbol"] == "ALL" and r["path"] == "market")
     assert _squash(f"{market['buffer_share_max'] * 100:,.0f}%{market['buffer_exceeded_count']}") in flat
-    for sec in methodology_sections([SLIPPAGE_MOD, COST_MOD]):
-        assert _squash(sec["title"]) in flat, sec["title"]
+    # the methods page: every family with what it measures, the code version, the methods file
+    for fam in METHODS["families"]:
+        assert _squash(fam["title"]) in flat and _squash(fam["what"]) in flat, fam["title"]
+    assert _squash(f"code version {METHODS_VERSION}") in flat
+    assert "venue-risk-methods-0.1.0+gtest.pdf" in flat
     for heading in ("Liquidations and slippage by path", "Forced-execution cost", "Data quality",
-                    "Methodology", "Run metadata"):
+                    "Methods", "Run metadata"):
         assert heading in text
     assert "a" * 64 in flat  # file hash
     # data-quality page: expectation names, quarantine with its expectation, validation time
@@ -617,8 +606,7 @@ def market_day(tmp_path_factory):
     ctx = build_context(
         date=SIM_DAY, venue_name="Sim Venue", frames=day2,
         summary_rows=summary.summary_rows(fig2, history), history=history,
-        methodology=methodology_sections([slippage, forced_cost, crowding, index_integrity, drift,
-                                          summary]),
+        methodology=METHODS,
         run_meta=RUN_META, data_quality={"status": "passed", "checks": [], "quarantined": [],
                                          "seconds": 1.5},
         pseudonymize_key=b"k")
@@ -663,22 +651,25 @@ def test_market_sections_in_pdf(market_day):
     fq = tables["fill_quality_by_vol_bucket"].filter(pl.col("vol_bucket") == "high")
     for r in fq.iter_rows(named=True):
         assert _squash(f"{r['effective_spread_bps']:,.2f}") in flat
-    # methodology appendix carries the market modules' titles
-    assert _squash("Funding-volatility crowding (DESIGN 4.3)") in flat
-    assert _squash("Index and mark integrity (DESIGN 4.4)") in flat
+    # the methods page names the market families
+    assert _squash("4.3Funding-volatility crowding") in flat
+    assert _squash("4.4Index and mark integrity") in flat
 
 
 def test_summary_page_names_broken_source_and_drift(market_day):
     tables, ctx, paths = market_day
-    first = _squash(PdfReader(str(paths["pdf"])).pages[0].extract_text())
+    first = summary_text(paths["pdf"])
     assert _squash("Index: binance on ETHUSDT was excluded as an outlier for") in first
     assert _squash("so margin state did not move because of it") in first
     assert _squash("Stale index sources excluded: okx on BTCUSDT") in first
     assert _squash("Drift:") in first
     assert any(s.startswith(("Crowd", "Crowding")) for s in ctx["market_narrative"])
     assert json.loads(paths["summary"].read_text())["market_narrative"] == ctx["market_narrative"]
-    # page one stays one page: the headline table ends on it
+    # the summary (page one's status, changes and figures, then the narrative and the contents)
+    # takes at most two pages
     assert _squash("Baseline: the figure's trailing baseline") in first
+    reader = PdfReader(str(paths["pdf"]))
+    assert "Contents" in reader.pages[0].extract_text() + reader.pages[1].extract_text()
 
 
 def _cf_row(published_move_bps: float) -> pl.DataFrame:
@@ -702,8 +693,7 @@ def test_broken_source_sentence_from_a_counterfactual_row(tmp_path):
                     "index would have moved 301.3 bps (7 positions pushed across liquidation); the "
                     "published index moved 0.00 bps, so margin state did not move because of it.")
     paths = render_report(ctx, tmp_path)
-    first = _squash(PdfReader(str(paths["pdf"])).pages[0].extract_text())
-    assert _squash(line) in first
+    assert _squash(line) in summary_text(paths["pdf"])
     # the rule failed: the sentence says by how much the published index moved
     ctx = make_context(frames=metric_frames() | {"broken_source_counterfactual": _cf_row(2.5)})
     line = next(s for s in ctx["market_narrative"] if s.startswith("Index:"))
@@ -824,7 +814,7 @@ def test_account_sections_in_pdf(market_day):
 
 def test_summary_page_names_account_findings(market_day):
     tables, ctx, paths = market_day
-    first = _squash(PdfReader(str(paths["pdf"])).pages[0].extract_text())
+    first = summary_text(paths["pdf"])
     lines = ctx["account_narrative"]
     assert any(s.startswith("Order flow: ") for s in lines)
     assert any(s.startswith("Cross margin: with correlations at one, ") and "trigger symbols:" in s
@@ -833,7 +823,7 @@ def test_summary_page_names_account_findings(market_day):
     for line in lines:
         assert _squash(line) in first, line
     assert json.loads(paths["summary"].read_text())["account_narrative"] == lines
-    assert _squash("Baseline: the figure's trailing baseline") in first  # still one page
+    assert _squash("Baseline: the figure's trailing baseline") in first
 
 
 def test_account_sentences_from_hand_built_rows(tmp_path):
@@ -872,7 +862,7 @@ def test_account_sentences_from_hand_built_rows(tmp_path):
         "switch (1).",
     ]
     paths = render_report(ctx, tmp_path)
-    first = _squash(PdfReader(str(paths["pdf"])).pages[0].extract_text())
+    first = summary_text(paths["pdf"])
     for line in ctx["account_narrative"]:
         assert _squash(line) in first, line
     _, text = pdf_text(paths["pdf"])
@@ -917,3 +907,40 @@ def test_all_zero_charts_say_no_data_instead_of_drawing_a_zero_axis():
     assert "No cascade" in flat
     drawn = charts.liquidation_notional_trend([{"date": "2026-11-01", "value": 5.0}], "2026-11-01")
     assert "No liquidated notional" not in drawn and "<svg" in drawn
+
+
+def test_page_one_what_changed_contents_and_fonts(tmp_path):
+    """Page one: the overall status, the ranked list of what changed since yesterday (from the
+    previous report's statuses) and the figures by family; the summary's contents link to every
+    section with a verdict, each link landing on the page where that section opens; fonts embedded."""
+    from test_docs import internal_links, unembedded_fonts
+
+    from venue_risk.report.page_one import SECTIONS
+
+    ctx0 = make_context()
+    rated = [f for f in ctx0["figures"] if f["status"] in ("red", "amber")]
+    assert rated, "the fixture day has figures out of band"
+    worst = max(rated, key=lambda f: {"amber": 1, "red": 2}[f["status"]])
+    yesterday = {f["figure"]: {"status": "green", "display": "0"} for f in ctx0["figures"]}
+    ctx = build_context(date=DAY, venue_name="Test Venue", frames=metric_frames(), summary_rows=summary_frame(),
+                        history=history_frame(), methodology=METHODS, run_meta=RUN_META,
+                        data_quality=DATA_QUALITY, pseudonymize_key=b"k", yesterday=yesterday)
+    assert ctx["changes"][0]["status"] == worst["status"] and ctx["changes"][0]["change"] == "worse"
+    paths = render_report(ctx, tmp_path)
+    reader = PdfReader(str(paths["pdf"]))
+    page_one = _squash(reader.pages[0].extract_text())
+    assert _squash("What changed since yesterday") in page_one
+    assert _squash(ctx["changes"][0]["sentence"]) in page_one and "WORSE" in page_one
+    assert _squash("Headline figures by family") in page_one
+    assert "RED" in page_one or "AMBER" in page_one
+    # every section in the contents, each link resolving to the page that opens with its title
+    links = dict(internal_links(paths["pdf"], range(0, 2)))
+    for anchor, title, names in SECTIONS:
+        assert links.get(anchor) is not None, f"contents link #{anchor} does not resolve"
+        assert _squash(title) in _squash(reader.pages[links[anchor]].extract_text()), title
+        if names:  # the section opens with its verdict
+            assert _squash(ctx["verdicts"][anchor]["sentence"]) in _squash(reader.pages[links[anchor]].extract_text())
+    assert unembedded_fonts(paths["pdf"]) == []
+    # the HTML twin carries the same page one
+    html = paths["html"].read_text()
+    assert "What changed since yesterday" in html and 'href="#liquidations"' in html

@@ -33,6 +33,12 @@ are compared with the incidents; an incident with no limit breached on its symbo
 window (+- window_min) and a breach (a span of breached minutes per symbol and rule) with no
 incident on that symbol within the span (+- window_min) are listed with the features, z scores
 and thresholds on the model side and the observed values and limits on the rules side.
+
+Known limits: The minute profile is flat: no time-of-day baseline, so a regular daily peak
+(funding settlement, a market open) can score as an anomaly. With no earlier days the baseline
+is the day itself, which dilutes a day-long regime. An incident is co-occurrence inside a
+window, not a cause. The fixed limits (DEFAULT_LIMITS) are the project's defaults: a venue sets
+its own.
 """
 
 from __future__ import annotations

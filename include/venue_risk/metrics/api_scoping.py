@@ -28,6 +28,12 @@ automation_without_kill_switch, expired_but_active, unused_but_active, error_bur
 true when there is none. Totals count the keys failing each check. Requests whose key_id is
 null or absent from the day's api_keys cannot be attributed to a key: their count, share of all
 requests and examples are reported.
+
+Known limits: Scope usage needs history: with fewer stored days the window is shorter and
+`unused_scopes` is weak evidence (the window is printed). An IP allowlist is checked for
+presence, not breadth: a 0.0.0.0/0 entry counts as an allowlist. Automation is a request-rate
+heuristic (AUTOMATION_RPS). Requests without a known key are counted and shown, but no check
+applies to them.
 """
 
 from __future__ import annotations

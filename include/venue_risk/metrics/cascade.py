@@ -34,6 +34,12 @@ shock of the shocked symbol, rounds (rounds that liquidated something), and the 
 symbols: a symbol's contribution is the price move its own liquidations caused across the graph,
 |e_j| x (1 + sum_{s != j} |rho_sj|); critical symbols are those with at least 10 % of the total
 contribution, largest first.
+
+Known limits: Book depth comes from snapshots and does not refill while the cascade runs (no
+resiliency), and beyond the outermost band it is extrapolated at the last band's density.
+Correlation carries moves one hop per round; shared cross accounts carry them through equity.
+Positions are the end-of-day ones; engine latency and response time are parameters, not
+measured.
 """
 
 from __future__ import annotations

@@ -23,6 +23,12 @@ portfolio, shocked under the day's empirical correlation and under correlations 
   when correlations jump to one is named here), reason 'removal_avoids_breach'. Otherwise
   (no breach, or no single removal avoids it) the position with the largest loss -w_s r_s,
   reason 'largest_loss'.
+
+Known limits: Volatilities and correlations come from one day's 1-minute returns: noisy for thin
+symbols, and scaled to the horizon by the square root of time (independent returns assumed).
+Positions are static through the shock: no liquidation during the move, no funding, no hedging;
+the shocked notional sets the tier. Only the account's cross positions are shocked; its isolated
+positions are left out, the margin they hold taken off the wallet.
 """
 
 from __future__ import annotations

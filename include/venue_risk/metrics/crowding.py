@@ -40,6 +40,12 @@ building), or by the absolute rule |funding_paid| >= 3 x funding_interest (0.09 
 usual interest rate, about 33 % a year), which needs no history, so the first day can flag;
 `crowded_and_vol_rising` when crowded and vol_z >= 1 (realized volatility at least one scale
 above its baseline median).
+
+Known limits: Daily resolution: funding, open-interest change (first to last 5-minute snapshot,
+so an intraday build-up that unwinds by the close does not show) and realized volatility are one
+value per day. For the first 7 days of a venue the funding z is against a prior (the interest
+rate), not a history, and the open-interest and volatility terms are off. The score ranks
+symbols; it is not a probability of an unwind.
 """
 
 from __future__ import annotations

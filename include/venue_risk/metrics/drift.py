@@ -48,6 +48,12 @@ bps = mean of 2 x |price - mid| / mid x 10,000 (mid = (best_bid + best_ask) / 2 
 taker slippage vs mark bps = mean of (price - mark) / mark x 10,000 for a taker buy, the mirror
 for a taker sell (positive = the taker paid more than mark); the bucket's volatility range. Fills
 degrade when the high bucket's numbers exceed the low bucket's.
+
+Known limits: Features are pooled over all symbols, so a shift in one small symbol can be
+diluted by the large ones. Each day keeps a 2,000-value sample per feature, and a feature needs
+50 values on each side and 3 baseline days before it can be called drifted. The thresholds (PSI
+and KS both above 0.25) are conventions, not calibrated alarm rates. Volatility buckets are
+terciles of the day's own seconds: `high` is high for that day, not against history.
 """
 
 from __future__ import annotations

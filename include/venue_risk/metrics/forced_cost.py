@@ -29,6 +29,13 @@ net, and the fund's opening and closing balance, with a reconciliation check. A 
 shows what an extra 1, 2, 5 or 10 bps of forced-execution cost consumes at 5x to 100x leverage
 on the venue's own tiers: at high leverage a few basis points of execution cost are a large part
 of the margin the account posted.
+
+Known limits: The cost is measured against the trigger mark, market move during the execution
+included. The position's tier is inferred from the maintenance rate recorded with the
+liquidation (tier_basis says when it fell back to the notional). The sensitivity table is
+static: one position at the tier each leverage implies, no funding, no market move. Liquidations
+are attributed to insurance-fund pools by symbol (one pool per symbol, one shared pool, or a
+pools mapping); with no fund rows at all they go to the pool `unknown`.
 """
 
 from __future__ import annotations

@@ -57,6 +57,15 @@ k (0 ... 30 s) that minimizes the mean squared log distance between the traded p
 mark at t + k (how many seconds later the mark reproduces the trades; 0 = no lag), and
 mean_abs_gap_bps = mean |last - mark| / mark x 10,000, the price distance the mark leaves open to
 the trades, which widens when a lagging mark meets a fast market.
+
+Known limits: Second resolution: several component updates inside one second count as the last.
+Without the previous day's components the first index_stale_s seconds of the day cannot be
+checked (left empty, not guessed). Single-source sensitivity and the broken-source
+counterfactual count open isolated positions of positions_eod at the end-of-day mark: cross
+positions and positions opened and closed inside the day are not counted. The rule implemented
+drops stale and outlying sources with a median fallback (Binance's form); a venue that caps
+outliers at a band (OKX, Deribit) needs its rule in `venue_risk.index_rule`. Mark lag is
+searched over 0-30 s only.
 """
 
 from __future__ import annotations

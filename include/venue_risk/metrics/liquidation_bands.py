@@ -40,6 +40,10 @@ max(0, distance) for shorts: bucket k = max(1, ceil(a / bucket_pct)) covers
 bucket 1); positions beyond max_pct are left out. Per bucket the notional at the mark
 (|size| x mark) and at the liquidation price (|size| x LP), and both cumulated from the mark
 outwards: the notional liquidated if the price moves that far, before any cascade.
+
+Known limits: Time in band holds the end-of-day positions through the day's mark path: a
+position liquidated or closed during the day is not in positions_eod, and intraday trading is
+ignored. A cross position's band holds the account's other positions at their end-of-day marks.
 """
 
 from __future__ import annotations

@@ -34,6 +34,13 @@ event at all is not judged here (the data-quality suite checks trades against or
 
 Counts per date x symbol x kind, zero rows included, with the distinct orders and accounts
 involved.
+
+Known limits: The rebuild needs start-of-day positions: on a venue's first day (no previous
+positions_eod) the checks that depend on it are `skipped`. Fills in the same microsecond are
+ordered by trade_id, and a fill in the same microsecond as its order's cancel is not flagged
+(the venue's log puts the fill first). An order's attributes come from its `new` event, or its
+earliest event when it was placed on an earlier day; accounts whose fills or positions the gate
+quarantined are left out of the rebuild.
 """
 
 from __future__ import annotations

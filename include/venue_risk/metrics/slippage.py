@@ -22,6 +22,12 @@ Per date x symbol x path the report shows the count, filled notional, the notion
 mean, percentiles (p50, p95, p99), the maximum and the 95 % expected shortfall of slippage, the
 fill ratio, time to complete and the share of filled quantity beyond the bankruptcy price.
 A liquidation with no fill keeps its row (its slippage is undefined, not zero).
+
+Known limits: Slippage is measured against the mark at the trigger, so a liquidation that fills
+over seconds of a fast market counts the market's move as slippage (time to complete is shown
+beside it). Size to depth uses the latest book_depth snapshot at or before the trigger, up to a
+minute old. A percentile over fewer than 20 liquidations with fills is `insufficient_data`; a
+path with no liquidation that day has no row, not a zero.
 """
 
 from __future__ import annotations

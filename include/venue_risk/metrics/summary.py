@@ -12,6 +12,11 @@ if any liquidation consumed more than its whole maintenance buffer, i.e. ended b
 bankruptcy) and shares of another figure (liquidated notional as a share of volume). Ratio rules
 need a baseline: until there is one, only the absolute rules apply and the report says
 "no baseline yet". The day's overall status is the worst status of its figures.
+
+Known limits: A baseline is a median over up to 30 earlier days with a value: with fewer than 3
+days a figure whose only rule is a ratio to its baseline is `insufficient_data`. The thresholds
+(DEFAULT_THRESHOLDS) are defaults to tune per venue. The overall status is the worst rated
+figure, so one red figure makes the day red whatever the others say.
 """
 
 from __future__ import annotations

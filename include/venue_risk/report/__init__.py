@@ -9,10 +9,10 @@ from venue_risk.report.context import (
     pseudonymize,
     summary_json,
 )
-from venue_risk.report.methodology import methodology_sections
+from venue_risk.report.methods_doc import methods_summary, render_methods
 from venue_risk.report.render import render_html, render_report
 
 __all__ = [
-    "build_context", "default_pseudonym_key", "figure_unit", "format_figure", "methodology_sections",
-    "pseudonymize", "render_html", "render_report", "summary_json",
+    "build_context", "default_pseudonym_key", "figure_unit", "format_figure", "methods_summary",
+    "pseudonymize", "render_methods", "render_html", "render_report", "summary_json",
 ]

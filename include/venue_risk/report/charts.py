@@ -25,10 +25,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-# One palette for every chart: a path keeps its colour across charts.
+# One palette for every chart, safe for colour-blind readers (Okabe and Ito's eight colours):
+# a path keeps its colour across charts, and every chart also labels what a colour means.
 PATH_ORDER = ("incremental", "auction", "market", "backstop", "adl")
-PALETTE = ("#1f5f8b", "#e08a1e", "#5b9a4a", "#8e5ea2", "#c44e52", "#6f7f8f", "#b8860b", "#2a9d8f")
-ACCENT = "#c44e52"
+PALETTE = ("#0072b2", "#e69f00", "#009e73", "#cc79a7", "#d55e00", "#56b4e9", "#7d6608", "#000000")
+ACCENT = "#d55e00"
+#: Status colours (also written as a word wherever they appear): bluish green, orange, vermillion.
+STATUS_RAG = {"green": "#009e73", "amber": "#e69f00", "red": "#d55e00"}
 MUTED = "#9aa7b3"
 INK = "#1d2733"
 WIDTH_IN = 6.7   # A4 content width (170 mm) in inches
@@ -352,9 +355,9 @@ def liquidation_notional_trend(points: list[dict], today: str) -> str:
 
 # -- market-side charts (DESIGN 4.3-4.5) --------------------------------------------------------
 
-FUNDING_COLOR = "#1f5f8b"
-VOL_COLOR = "#e08a1e"
-STATUS_COLORS = {"stale": "#e8a100", "outlier": ACCENT}
+FUNDING_COLOR = "#0072b2"
+VOL_COLOR = "#e69f00"
+STATUS_COLORS = {"stale": "#e69f00", "outlier": ACCENT}
 BUCKET_COLORS = {"low": "#a8c5dd", "mid": "#4f8bb8", "high": "#1d3f5e"}
 MIN_WINDOW_S = 120.0  # an excluded window is drawn at least this wide (a 3-s window stays visible)
 
@@ -501,7 +504,7 @@ def fill_quality(rows: list[dict]) -> str:
 
 # -- account-side charts (DESIGN 4.7, 4.9) ------------------------------------------------------
 
-SEVERITY_COLORS = {"high": "#c62828", "medium": "#e8a100", "low": "#7fa7c9"}
+SEVERITY_COLORS = {"high": "#d55e00", "medium": "#e69f00", "low": "#56b4e9"}
 MIN_INCIDENT_S = 600.0  # an incident is drawn at least 10 minutes wide
 
 
@@ -644,6 +647,33 @@ def prefix_ids(svg: str, prefix: str) -> str:
     svg = re.sub(r'\b(id)="([^"]+)"', sub_id, svg)
     svg = re.sub(r'(url\(|href=")#([^)"]+)', sub_ref, svg)
     return svg
+
+
+def sparkline(values: list[float | None], status: str | None = None, width: float = 100.0,
+              height: float = 18.0) -> str:
+    """A small inline SVG of a figure's recent days (oldest first, today last): a polyline through
+    the finite values scaled to their min-max range (a flat series is drawn mid-height), today's
+    point as a dot in its status colour (STATUS_RAG; grey when not rated). Fewer than two finite
+    values: an empty string (nothing to draw)."""
+    points = [(i, float(v)) for i, v in enumerate(values) if _finite(v)]
+    if len(points) < 2:
+        return ""
+    lo, hi = min(v for _, v in points), max(v for _, v in points)
+    span_x = max(len(values) - 1, 1)
+    pad = 2.0
+
+    def xy(i: int, v: float) -> tuple[float, float]:
+        y = height / 2 if hi == lo else pad + (hi - v) / (hi - lo) * (height - 2 * pad)
+        return pad + i / span_x * (width - 2 * pad), y
+
+    coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(i, v) for i, v in points))
+    last_i, last_v = points[-1]
+    cx, cy = xy(last_i, last_v)
+    colour = STATUS_RAG.get(status or "", "#7d8b99")
+    return (f'<svg class="spark" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:g} {height:g}" '
+            f'width="{width:g}" height="{height:g}" role="img" aria-label="last {len(values)} days">'
+            f'<polyline points="{coords}" fill="none" stroke="#5a6877" stroke-width="1.2"/>'
+            f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="2.4" fill="{colour}"/></svg>')
 
 
 def _compact(v: float) -> str:

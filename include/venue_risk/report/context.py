@@ -8,6 +8,7 @@ HTML, the PDF, summary.json and the email), and `summary_json`, the machine-read
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import hmac
@@ -20,6 +21,8 @@ import polars as pl
 STATUS_RANK = {"green": 0, "amber": 1, "red": 2}
 TOP_N = 12                  # rows per table in the report; long lists belong in CSV / the warehouse
 TREND_POINTS = 400          # points per pool in the insurance-fund balance chart
+MAX_CHANGES = 8              # items of page one's "what changed since yesterday" (the rest: the table)
+SPARK_DAYS = 30              # days in a headline figure's sparkline on page one (today included)
 PSEUDONYM_KEY_ENV = "VENUE_RISK_PSEUDONYM_KEY"          # the key for the CLI
 PSEUDONYM_KEY_VARIABLE = "venue_risk_pseudonym_key"      # the key under Airflow (a Variable)
 NO_PSEUDONYM_KEY_NOTE = (
@@ -549,9 +552,9 @@ def _narrative(paths: list[dict], worst: dict | None, fund_total: dict, beyond: 
 # -- the context --------------------------------------------------------------------------------
 
 def build_context(date: str | dt.date, venue_name: str, frames: dict[str, pl.DataFrame],
-                  summary_rows: pl.DataFrame, history: pl.DataFrame, methodology: list[dict],
+                  summary_rows: pl.DataFrame, history: pl.DataFrame, methodology: dict | None,
                   run_meta: dict, data_quality: dict, pseudonymize_key: bytes | None = None,
-                  coverage: dict[str, dict] | None = None) -> dict:
+                  coverage: dict[str, dict] | None = None, yesterday: dict[str, dict] | None = None) -> dict:
     """Everything the report shows, as a JSON-serializable dict.
 
     frames: metric tables by name (slippage_by_path, slippage_by_depth_bin, liquidation_executions,
@@ -562,6 +565,8 @@ def build_context(date: str | dt.date, venue_name: str, frames: dict[str, pl.Dat
     note saying so (`resolve_pseudonym_key`); b"" -> accounts shown unchanged.
     coverage: the gate's coverage block (venue_risk.coverage); None: the source carries every
     dataset over the whole day. Sections whose datasets are absent say "not covered".
+    yesterday: {figure: {status, display}} of the previous day's report (its summary.json), for
+    page one's "what changed since yesterday"; None: no report the day before.
     """
     from venue_risk.coverage import SECTION_NEEDS, needs_state, report_scope
 
@@ -693,6 +698,25 @@ def build_context(date: str | dt.date, venue_name: str, frames: dict[str, pl.Dat
     trend[day] = today_fig if _is_num(today_fig) else liq_notional
     trend_points = [{"date": d, "value": v} for d, v in sorted(trend.items())]
 
+    # page one: a sparkline of the last SPARK_DAYS days per figure, what changed since yesterday,
+    # the figures grouped by family; a verdict per section and the table of contents
+    from venue_risk.report.charts import sparkline
+    from venue_risk.report.page_one import SECTIONS, changes_since_yesterday, group_figures, section_verdicts
+
+    past: dict[str, dict[str, float]] = {}
+    for r in hist_rows:
+        if r["date"][:10] < day:
+            past.setdefault(r["figure"], {})[r["date"][:10]] = r["value"]
+    for f in figures:
+        days = sorted(past.get(f["figure"], {}))[-(SPARK_DAYS - 1):]
+        values = [past[f["figure"]][d] for d in days] + [f["value"] if f["status"] != "not_covered" else None]
+        svg = sparkline(values, f["status"])
+        f["spark"] = ("data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()) if svg else ""
+        f["spark_days"] = len(values)
+    changes = changes_since_yesterday(figures, yesterday)
+    figure_groups = group_figures(figures_main)
+    verdicts = section_verdicts(figures)
+
     # per-liquidation series for the charts
     liq_series = _rows(exe, ["symbol", "path", "slippage_bps"]) if _has(exe, "path", "slippage_bps") else []
     fc_series = _rows(fc_full, ["path", "leverage", "buffer_share"]) \
@@ -732,6 +756,12 @@ def build_context(date: str | dt.date, venue_name: str, frames: dict[str, pl.Dat
         "figures_main": figures_main,
         "figures_not_covered": not_covered,
         "figures_by_path": figures_by_path,
+        "figure_groups": figure_groups,
+        "changes": changes,
+        "max_changes": MAX_CHANGES,
+        "yesterday_reported": yesterday is not None,
+        "verdicts": verdicts,
+        "contents": [{"anchor": a, "title": t} for a, t, _ in SECTIONS],
         "narrative": narrative,
         "market_narrative": market["market_narrative"],
         "crowding": market["crowding"],
@@ -758,7 +788,7 @@ def build_context(date: str | dt.date, venue_name: str, frames: dict[str, pl.Dat
         "insurance_fund": fund,
         "sensitivity": sensitivity,
         "data_quality": _data_quality(data_quality),
-        "methodology": [_clean(dict(m)) for m in (methodology or [])],
+        "methodology": _clean(dict(methodology or {})),
         "run_meta": _run_meta(run_meta),
         "history": {"days": len({r["date"][:10] for r in hist_rows}), "trend_figure": trend_fig,
                     "rows": hist_rows},
@@ -805,6 +835,8 @@ def summary_json(context: dict) -> dict:
                          "quarantined_total": dq["quarantined_total"],
                          "quarantined": dq["quarantined"]},
         "run": {k: v for k, v in context["run_meta"].items()},
+        "methods": {"version": (context.get("methodology") or {}).get("version"),
+                    "files": (context.get("methodology") or {}).get("files") or {}},
         "scope": context.get("scope"),
         "coverage": {d: {k: c.get(k) for k in ("state", "rows", "first_ts", "last_ts", "largest_gap_s",
                                               "window_start", "window_end", "missing_columns")}
