@@ -107,8 +107,9 @@ def build_message(report_dir: Path, date: str | dt.date, status: str | None, rec
                   sender_address: str | None = None, revision: dict | None = None,
                   attachments: list[Path] | None = None) -> EmailMessage:
     """The report email: subject with date and status, a short text body and an HTML body with
-    the headline figures (from summary.json beside the PDF), the PDF attached, then each PDF of
-    `attachments` (the methods document, on request); a missing one is an error naming it.
+    the headline figures (from summary.json beside the PDF), the PDF attached, then each file of
+    `attachments` (the long tables as CSV; the methods PDF on request), its type from its suffix;
+    a missing one is an error naming it.
 
     status None -> the overall status recorded in summary.json. revision {sent_at, changes}: the
     mail revises one already sent: subject marked REVISED, the changed figures listed first."""
@@ -163,7 +164,7 @@ def build_message(report_dir: Path, date: str | dt.date, status: str | None, rec
                          f"{f.get('baseline_display', f.get('baseline'))} | {str(f.get('status', '')).upper()}")
         lines.append("")
     lines.append(f"The full report is attached ({pdf.name})"
-                 + (f", with {', '.join(p.name for p in extra)}." if extra else "."))
+                 + (f", with {len(extra)} more file(s): {', '.join(p.name for p in extra)}." if extra else "."))
     msg.set_content("\n".join(lines) + "\n")
 
     e = html.escape
@@ -187,12 +188,16 @@ def build_message(report_dir: Path, date: str | dt.date, status: str | None, rec
            f"<th style='padding:3px 8px'>Baseline</th><th style='padding:3px 8px'>Status</th>"
            f"<th style='text-align:left;padding:3px 8px'>Threshold</th></tr>{rows}</table>" if figures else "")
         + f"<p>The full report is attached ({e(pdf.name)})"
-        + (f", with {e(', '.join(p.name for p in extra))}." if extra else ".") + "</p></body></html>"
+        + (f", with {len(extra)} more file(s): {e(', '.join(p.name for p in extra))}." if extra else ".")
+        + "</p></body></html>"
     )
     msg.add_alternative(body, subtype="html")
     msg.add_attachment(pdf.read_bytes(), maintype="application", subtype="pdf", filename=pdf.name)
     for path in extra:
-        msg.add_attachment(path.read_bytes(), maintype="application", subtype="pdf", filename=path.name)
+        if path.suffix == ".csv":
+            msg.add_attachment(path.read_bytes(), maintype="text", subtype="csv", filename=path.name)
+        else:
+            msg.add_attachment(path.read_bytes(), maintype="application", subtype="pdf", filename=path.name)
     return msg
 
 

@@ -358,6 +358,12 @@ def build_report(day: str | dt.date, extracted: list[dict], settings: Settings,
     )
     context["baseline"] = baseline
     out = report_dir(settings, day)
+    # the long tables go out as CSV beside the PDF (the PDF keeps their top rows), written first:
+    # the PDF, written last, exists only when everything it refers to does
+    from venue_risk.report.context import resolve_pseudonym_key
+    from venue_risk.report.tables_csv import write_table_csvs
+
+    context["csv"] = write_table_csvs(frames, out, resolve_pseudonym_key(pseudonym_key)[0])
     paths = render_report(context, out)
     write_json_atomic(validation, out / "validation.json")
     gx_results = quality_dir(settings, day) / "gx_results.json"
@@ -438,8 +444,8 @@ def deliver(day: str | dt.date, settings: Settings, send: Callable | None,
             attach_methods: bool = False) -> dict:
     """Email the day's report once (or write it to the outbox when `send` is None). A day whose
     report is incomplete (no summary.json or no PDF: the build failed) raises FileNotFoundError
-    and records nothing in the ledger. attach_methods: attach the methods PDF the report was built
-    with (summary.json `methods`), too."""
+    and records nothing in the ledger. The report's CSV tables (tables/*.csv) are attached;
+    attach_methods: the methods PDF the report was built with (summary.json `methods`), too."""
     import json
 
     from venue_risk.deliver import deliver as deliver_report
@@ -451,13 +457,13 @@ def deliver(day: str | dt.date, settings: Settings, send: Callable | None,
         raise FileNotFoundError(f"no report for {day.isoformat()}: {summary_path} is missing (the "
                                 f"build_report stage did not complete); build the report, then deliver")
     summary = json.loads(summary_path.read_text())
-    attachments = None
+    attachments = sorted((rdir / "tables").glob("*.csv"))  # the long tables, always
     if attach_methods:
         pdf = ((summary.get("methods") or {}).get("files") or {}).get("pdf")
         if not pdf:
             raise FileNotFoundError(f"the {day.isoformat()} report names no methods PDF (built before "
                                     "methods were rendered): rebuild the report to attach them")
-        attachments = [(rdir / pdf["link"]).resolve()]
+        attachments.append((rdir / pdf["link"]).resolve())
     result = deliver_report(
         rdir, day, list(recipients or settings.recipients), send,
         outbox=settings.paths.outbox, ledger=settings.paths.data / "delivery-ledger.json",

@@ -13,6 +13,7 @@ import json
 import multiprocessing
 import os
 from dataclasses import replace
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -121,3 +122,46 @@ def test_groups_in_parallel_beside_a_writer(demo_home):
             if name == "drift_values":  # observations without an order (the stored sample sorts them)
                 a, b = a.sort(a.columns), b.sort(b.columns)
             assert a.equals(b), name
+
+
+def test_demo_report_is_short_linked_and_carries_its_tables(demo_home):
+    """The demo day's report (built by the test above): at most 15 pages, its contents linking to
+    every section, fonts embedded; the long tables beside it as CSV, whole (the rows of the metric
+    table), accounts pseudonymized as in the PDF; the mail attaches them."""
+    import sys
+    from email import message_from_bytes
+    from email.policy import default
+
+    from pypdf import PdfReader
+
+    from venue_risk.report.context import pseudonymize
+    from venue_risk.report.page_one import SECTIONS
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+    from test_docs import internal_links, unembedded_fonts
+
+    settings = Settings.from_env()
+    day = DAYS[-1]
+    rdir = pipeline.report_dir(settings, day)
+    pdf = rdir / f"venue-risk-{day}.pdf"
+    if not pdf.exists():
+        pytest.skip("needs the report of test_split_equals_single_task_on_demo_days")
+    reader = PdfReader(pdf)
+    assert len(reader.pages) <= 15, f"the demo report has {len(reader.pages)} pages"
+    links = dict(internal_links(pdf, range(0, 2)))
+    assert all(links.get(anchor) is not None for anchor, _, _ in SECTIONS)
+    assert unembedded_fonts(pdf) == []
+    summary = json.loads((rdir / "summary.json").read_text())
+    tables = summary["tables"]
+    assert {"liquidation_executions", "forced_costs", "api_key_checklist"} <= set(tables)
+    stored = pl.read_parquet(pipeline.metrics_dir(settings, day) / "liquidation_executions.parquet")
+    rows = pl.read_csv(rdir / tables["liquidation_executions"]["file"], infer_schema=False)
+    assert rows.height == stored.height == tables["liquidation_executions"]["rows"] > 8  # more than the PDF shows
+    key = os.environ.get("VENUE_RISK_PSEUDONYM_KEY")
+    assert sorted(rows["account"].to_list()) == sorted(
+        pseudonymize(a, key.encode() if key else None) for a in stored["account"].to_list())
+    sent = []
+    pipeline.deliver(day, settings, sent.append, force=True)
+    msg = message_from_bytes(sent[0].as_bytes(), policy=default)
+    names = [a.get_filename() for a in msg.iter_attachments()]
+    assert names[0] == pdf.name and sorted(names[1:]) == sorted(Path(t["file"]).name for t in tables.values())

@@ -121,3 +121,12 @@ def test_sparkline_draws_the_finite_days_and_today_in_its_status_colour():
     flat = sparkline([2.0, 2.0, 2.0], "green")
     assert {p.split(",")[1] for p in re.search(r'points="([^"]+)"', flat).group(1).split()} == {"9.0"}
     base64.b64encode(svg.encode())  # (embedded as a data URI in the report)
+
+
+def test_per_path_figures_say_why_they_matter():
+    from venue_risk.report.page_one import why_it_matters
+
+    assert "incremental path" in why_it_matters("liquidation_notional_incremental")
+    assert "auction path" in why_it_matters("liquidation_count_auction")
+    assert why_it_matters("slippage_p95_bps") == WHY_IT_MATTERS["slippage_p95_bps"]
+    assert why_it_matters("no_such_figure") is None

@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-TOP_N = 10                  # rows per table of these sections (the PDF is long already)
+TOP_N = 8                   # rows per table of these sections (the long tables go out whole as CSV)
 EXAMPLES_PER_KIND = 3       # violation examples: at least this many of each kind when present
 TIMELINE_SYMBOLS = 14       # rows of the anomaly timeline
 LAR_SYMBOLS = 8             # symbols drawn in the liquidations-at-risk chart

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 import polars as pl
 
 STATUS_RANK = {"green": 0, "amber": 1, "red": 2}
-TOP_N = 12                  # rows per table in the report; long lists belong in CSV / the warehouse
+TOP_N = 8                   # rows per table in the PDF; the long tables go out whole as CSV (tables_csv)
 TREND_POINTS = 400          # points per pool in the insurance-fund balance chart
 MAX_CHANGES = 8              # items of page one's "what changed since yesterday" (the rest: the table)
 SPARK_DAYS = 30              # days in a headline figure's sparkline on page one (today included)
@@ -650,7 +650,7 @@ def build_context(date: str | dt.date, venue_name: str, frames: dict[str, pl.Dat
     exe_cols = ["liquidation_id", "symbol", "path", "side", "account", "leverage", "order_notional",
                 "filled_notional", "slippage_bps", "fill_ratio", "time_to_complete_s",
                 "size_to_depth", "beyond_bankruptcy_qty", "shortfall"]
-    top_liqs = _top(exe, "slippage_bps", exe_cols, n=10)
+    top_liqs = _top(exe, "slippage_bps", exe_cols, n=TOP_N)
     for r in top_liqs:
         r["account"] = pseudonymize(r.get("account"), key)
     worst = top_liqs[0] if top_liqs else None
@@ -682,7 +682,7 @@ def build_context(date: str | dt.date, venue_name: str, frames: dict[str, pl.Dat
         fc_full = fc.join(exe.select(extra_cols), on="liquidation_id", how="left")
     worst_costs = _top(fc_full, "buffer_share", ["liquidation_id", "symbol", "path", "leverage",
                                                  "cost_rate", "equity_lost", "pct_initial_margin",
-                                                 "buffer_share", "margin_steps"], n=10)
+                                                 "buffer_share", "margin_steps"], n=TOP_N)
     fund, fund_series = _insurance_fund(iff, ifb)
     sensitivity = _sensitivity(sens, exe)
 
@@ -835,6 +835,7 @@ def summary_json(context: dict) -> dict:
                          "quarantined_total": dq["quarantined_total"],
                          "quarantined": dq["quarantined"]},
         "run": {k: v for k, v in context["run_meta"].items()},
+        "tables": context.get("csv") or {},
         "methods": {"version": (context.get("methodology") or {}).get("version"),
                     "files": (context.get("methodology") or {}).get("files") or {}},
         "scope": context.get("scope"),

@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-TOP_N = 12                 # rows per table
+TOP_N = 8                  # rows per table (the long tables go out whole as CSV)
 TIMELINE_ROWS = 14         # symbol/source rows in the exclusion timeline
 TIMELINE_WINDOWS = 600     # windows drawn in the timeline (longest first)
 CROWDING_PANELS = 8        # symbols in the funding/volatility small multiples

@@ -73,6 +73,19 @@ WHY_IT_MATTERS: dict[str, str] = {
 }
 
 
+def why_it_matters(figure: str) -> str | None:
+    """WHY_IT_MATTERS of the figure; a per-path liquidation figure (liquidation_count_<path>,
+    liquidation_notional_<path>) says what its path does to the book."""
+    if figure in WHY_IT_MATTERS:
+        return WHY_IT_MATTERS[figure]
+    for kind in ("count", "notional"):
+        prefix = f"liquidation_{kind}_"
+        if figure.startswith(prefix):
+            return (f"more forced execution through the {figure[len(prefix):]} path than usual: its "
+                    "slippage and fills beyond bankruptcy are in the liquidations section")
+    return None
+
+
 def _word(status: str) -> str:
     return status.replace("_", " ").upper()
 
@@ -118,7 +131,7 @@ def changes_since_yesterday(figures: list[dict], yesterday: dict[str, dict] | No
             text += f" (baseline {base})"
         text += f", {_word(status)}" + (f": {f['threshold']}." if f.get("threshold") else ".")
         items.append({"figure": f["figure"], "label": f["label"], "status": status, "change": change,
-                      "sentence": text, "why": WHY_IT_MATTERS.get(f["figure"]) if status != "green" else None,
+                      "sentence": text, "why": why_it_matters(f["figure"]) if status != "green" else None,
                       "yesterday": before})
     order = {"worse": 0, "new": 0, None: 1, "unchanged": 1, "eased": 2}
     by_figure = {f["figure"]: f for f in figures}
