@@ -136,7 +136,7 @@ def _smtp_sender():
             files = []
             for part in message.iter_attachments():
                 path = Path(tmp) / part.get_filename()
-                path.write_bytes(part.get_content())
+                path.write_bytes(part.get_payload(decode=True))  # bytes for every type (a CSV too)
                 files.append(str(path))
             with SmtpHook(smtp_conn_id=SMTP_CONN_ID) as hook:
                 hook.send_email_smtp(to=[a.strip() for a in message["To"].split(",")],

@@ -101,6 +101,10 @@ def test_daily_run_reports_mails_once_and_is_idempotent(airflow_db, venue_home, 
     assert summary["overall_status"].upper() in msg["Subject"].upper()
     attachments = [p for p in msg.iter_attachments() if p.get_filename() == pdf.name]
     assert len(attachments) == 1 and attachments[0].get_content() == pdf.read_bytes()
+    # the long tables went out too, through the Airflow SMTP connection, byte for byte
+    csvs = {p.get_filename(): p.get_payload(decode=True) for p in msg.iter_attachments()
+            if p.get_filename().endswith(".csv")}
+    assert csvs and csvs == {f.name: f.read_bytes() for f in (report / "tables").glob("*.csv")}
 
     warehouse_before = day_digest(venue_home / "data" / "warehouse.duckdb", DAY)
     assert {"trades", "liquidations", "slippage_by_path", "venue_figures"} <= set(warehouse_before)

@@ -204,7 +204,7 @@ def test_pipeline_day_disk_full_then_rebuilt_and_mailed_once(dag_module, venue_h
 
     with ScriptedServer() as server:
         monkeypatch.setenv("AIRFLOW_CONN_SMTP_DEFAULT", smtp_uri(server))
-        _disk_full_on(monkeypatch, ".pdf.")
+        _disk_full_on(monkeypatch, f"venue-risk-{day}.pdf.")  # the day's PDF (the methods PDF is written before it)
         with pytest.raises(OSError) as err:
             pipeline.build_report(day, extracted, settings, run_id="faults", pseudonym_key=None)
         assert err.value.errno == errno.ENOSPC

@@ -59,6 +59,7 @@ def test_changes_ranked_by_severity_then_change_then_distance():
     assert worst["yesterday"] == "yesterday 30, AMBER"
     assert items[2]["yesterday"] == "not rated yesterday"
     assert items[-1]["why"] is None  # eased to green: listed, with no alarm
+    assert items[-1]["sentence"] == "insurance fund net 5 (baseline 4), back to GREEN."
     # among equal severity and change, the figure further from its baseline comes first
     a = fig("liquidation_count", "amber", value=2.0, baseline=1.0)
     b = fig("adl_events", "amber", value=10.0, baseline=1.0)

@@ -1,4 +1,6 @@
-"""Funding-volatility crowding (DESIGN 4.3).
+"""Funding-volatility crowding (DESIGN 4.3): funding paid and realized volatility per symbol,
+scored against their own baseline with the open-interest build-up, to flag positioning crowded
+on one side before volatility unwinds it.
 
 Funding tends to amplify crowded positioning: when one side of a perpetual is crowded it pays the
 other side to keep its positions, and a crowded book unwinds violently when volatility rises.

@@ -1,4 +1,7 @@
-"""Index and mark integrity (DESIGN 4.4).
+"""Index and mark integrity (DESIGN 4.4): the published index recomputed from its sources with
+the venue's own rule, the seconds each source was stale or excluded, how far one broken or
+corrupted source could move the index and which positions that would push into liquidation, and
+the mark's basis to the index and lag behind trades.
 
 Index recomputation. For every symbol the published index is recomputed, second by second, from
 `index_components` with the venue's own rule (`venue_risk.index_rule`, the function the venue

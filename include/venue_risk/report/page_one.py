@@ -104,7 +104,8 @@ def changes_since_yesterday(figures: list[dict], yesterday: dict[str, dict] | No
     amber figure, and every figure that was red or amber yesterday and is green today (eased).
 
     Each item: figure, label, status, change (new | worse | unchanged | eased; None without a
-    report yesterday), sentence ("<label> <today> (baseline <b>), <STATUS>: <threshold>."), why
+    report yesterday), sentence ("<label> <today> (baseline <b>), <STATUS>: <threshold>.", or
+    ", back to GREEN." for an eased figure), why
     (WHY_IT_MATTERS, for red and amber) and yesterday ("yesterday <display>, <STATUS>", "not
     rated yesterday", or None). Ranked by today's severity, then worse-than-yesterday and new
     before unchanged before eased, then distance from the baseline (|value / baseline|)."""
@@ -129,7 +130,10 @@ def changes_since_yesterday(figures: list[dict], yesterday: dict[str, dict] | No
         text = f"{f['label']} {f['display']}"
         if base and base != "n/a":
             text += f" (baseline {base})"
-        text += f", {_word(status)}" + (f": {f['threshold']}." if f.get("threshold") else ".")
+        if status == "green":
+            text += ", back to GREEN."
+        else:
+            text += f", {_word(status)}" + (f": {f['threshold']}." if f.get("threshold") else ".")
         items.append({"figure": f["figure"], "label": f["label"], "status": status, "change": change,
                       "sentence": text, "why": why_it_matters(f["figure"]) if status != "green" else None,
                       "yesterday": before})
