@@ -56,7 +56,7 @@ def index() -> str:
                         _airflow_states())
 
 
-@app.get("/files/{day}/{name}")
+@app.get("/files/{day}/{name:path}")  # (a report's tables/*.csv; the methods under files/methods/)
 def file(day: str, name: str) -> FileResponse:
     from venue_risk.config import Paths
     from venue_risk.reports_page import report_file

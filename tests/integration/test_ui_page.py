@@ -44,6 +44,10 @@ def test_reports_page_in_airflow_ui(airflow_db, tmp_path):
         (reports / day / "summary.json").write_text(json.dumps({
             "overall_status": status, "data_quality": {"status": "passed"},
             "figures": {"liquidation_count": {"value": count}, "liquidation_notional": {"value": 3282104.4}}}))
+    (reports / "2026-11-05" / "tables").mkdir()
+    (reports / "2026-11-05" / "tables" / "slippage_by_path.csv").write_text("symbol,path\nBTCUSDT,market\n")
+    (reports / "methods").mkdir()
+    (reports / "methods" / "venue-risk-methods-1.2.3.pdf").write_bytes(b"%PDF-1.7 methods")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ, VENUE_RISK_HOME=str(tmp_path), VENUE_RISK_START_DATE="2026-11-03",
@@ -53,7 +57,8 @@ def test_reports_page_in_airflow_ui(airflow_db, tmp_path):
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         _wait(f"{base}/api/v2/monitor/health")
-        for url in (f"{base}/venue-risk/", f"{base}/venue-risk/files/2026-11-05/venue-risk-2026-11-05.pdf"):
+        for url in (f"{base}/venue-risk/", f"{base}/venue-risk/files/2026-11-05/venue-risk-2026-11-05.pdf",
+                    f"{base}/venue-risk/files/2026-11-05/tables/slippage_by_path.csv"):
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(url, timeout=10)
             assert refused.value.code == 401, url
@@ -79,6 +84,12 @@ def test_reports_page_in_airflow_ui(airflow_db, tmp_path):
             assert str(tmp_path) not in dom
             head = browser.evaluate("fetch('files/2026-11-05/venue-risk-2026-11-05.pdf').then(r => r.text())")
             assert head == "%PDF-1.7"
+            # the links of a report's HTML: its CSV tables and the methods beside the reports
+            csv = browser.evaluate("fetch('files/2026-11-05/tables/slippage_by_path.csv').then(r => r.text())")
+            assert csv == "symbol,path\nBTCUSDT,market\n"
+            methods = browser.evaluate("fetch('files/2026-11-05/../methods/venue-risk-methods-1.2.3.pdf')"
+                                       ".then(r => r.text())")
+            assert methods == "%PDF-1.7 methods"
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
