@@ -105,11 +105,12 @@ def _summary(report_dir: Path) -> dict:
 
 def build_message(report_dir: Path, date: str | dt.date, status: str | None, recipients: list[str],
                   sender_address: str | None = None, revision: dict | None = None,
-                  attachments: list[Path] | None = None) -> EmailMessage:
+                  attachments: list[Path] | None = None, not_attached: list[Path] | None = None) -> EmailMessage:
     """The report email: subject with date and status, a short text body and an HTML body with
     the headline figures (from summary.json beside the PDF), the PDF attached, then each file of
     `attachments` (the long tables as CSV; the methods PDF on request), its type from its suffix;
-    a missing one is an error naming it.
+    a missing one is an error naming it. `not_attached`: files left out of the mail (over its size
+    budget), named in the body with their size and where they are.
 
     status None -> the overall status recorded in summary.json. revision {sent_at, changes}: the
     mail revises one already sent: subject marked REVISED, the changed figures listed first."""
@@ -165,6 +166,10 @@ def build_message(report_dir: Path, date: str | dt.date, status: str | None, rec
         lines.append("")
     lines.append(f"The full report is attached ({pdf.name})"
                  + (f", with {len(extra)} more file(s): {', '.join(p.name for p in extra)}." if extra else "."))
+    left_out = [f"{p.name} ({p.stat().st_size / 1e6:.1f} MB)" for p in not_attached or []]
+    if left_out:
+        lines.append(f"Not attached (over the mail's size budget), in {report_dir} and on the reports page: "
+                     + ", ".join(left_out) + ".")
     msg.set_content("\n".join(lines) + "\n")
 
     e = html.escape
@@ -189,7 +194,10 @@ def build_message(report_dir: Path, date: str | dt.date, status: str | None, rec
            f"<th style='text-align:left;padding:3px 8px'>Threshold</th></tr>{rows}</table>" if figures else "")
         + f"<p>The full report is attached ({e(pdf.name)})"
         + (f", with {len(extra)} more file(s): {e(', '.join(p.name for p in extra))}." if extra else ".")
-        + "</p></body></html>"
+        + "</p>"
+        + (f"<p>Not attached (over the mail's size budget), in {e(str(report_dir))} and on the reports page: "
+           f"{e(', '.join(left_out))}.</p>" if left_out else "")
+        + "</body></html>"
     )
     msg.add_alternative(body, subtype="html")
     msg.add_attachment(pdf.read_bytes(), maintype="application", subtype="pdf", filename=pdf.name)
@@ -439,7 +447,8 @@ def _ledger_entry(result: dict, previous: dict | None, current: dict) -> dict:
 def deliver(report_dir: Path, date: str | dt.date, recipients: list[str],
             send: Callable[[EmailMessage], None] | None, outbox: Path, ledger: Path,
             force: bool = False, dry_run: bool = False, status: str | None = None,
-            sender_address: str | None = None, attachments: list[Path] | None = None) -> dict:
+            sender_address: str | None = None, attachments: list[Path] | None = None,
+            not_attached: list[Path] | None = None) -> dict:
     """Send the date's report once, and again as REVISED when a rerun changed its headline.
     Returns what happened (JSON-serializable):
     {status: sent | outbox | skipped | dry_run, state, date, subject, recipients, via, revised,
@@ -453,7 +462,8 @@ def deliver(report_dir: Path, date: str | dt.date, recipients: list[str],
       "skipped" while its outbox file exists and the headline is unchanged (rewritten otherwise);
     - send None -> the message goes to <outbox>/<date>-venue-risk.eml (state and via "outbox");
     - dry_run -> the message is built (so a broken report still fails) but not sent or recorded.
-    `attachments`: more PDFs to attach (the methods document, on request).
+    `attachments`: more files to attach (the CSV tables; the methods document, on request);
+    `not_attached`: files left out for size, named in the mail.
     The ledger is updated only after a successful send or outbox write: a send that raises leaves
     the ledger as it was, and the next run (or the task's retry) sends the day.
     """
@@ -474,7 +484,7 @@ def deliver(report_dir: Path, date: str | dt.date, recipients: list[str],
                     "revised": False, "changed_figures": [], "ledger": str(ledger)}
         revision = _revision(previous, current)
         message = build_message(report_dir, day, status, recipients, sender_address, revision=revision,
-                                attachments=attachments)
+                                attachments=attachments, not_attached=not_attached)
         result: dict[str, Any] = {"date": day, "subject": str(message["Subject"]),
                                   "recipients": recipients, "message_id": str(message["Message-ID"]),
                                   "forced": bool(force and previous), "previous_state": previous_state,

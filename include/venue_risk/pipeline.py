@@ -439,12 +439,18 @@ def data_quality_summary(validation: dict) -> dict:
     }
 
 
+#: The CSV tables attached to a report's mail, in total at most this many bytes (smallest first);
+#: larger ones stay beside the report and the mail names them.
+MAIL_CSV_BUDGET_BYTES = 10_000_000
+
+
 def deliver(day: str | dt.date, settings: Settings, send: Callable | None,
             recipients: list[str] | None = None, force: bool = False, dry_run: bool = False,
             attach_methods: bool = False) -> dict:
     """Email the day's report once (or write it to the outbox when `send` is None). A day whose
     report is incomplete (no summary.json or no PDF: the build failed) raises FileNotFoundError
-    and records nothing in the ledger. The report's CSV tables (tables/*.csv) are attached;
+    and records nothing in the ledger. The report's CSV tables (tables/*.csv) are attached up to
+    MAIL_CSV_BUDGET_BYTES in total, smallest first (the rest are named in the mail);
     attach_methods: the methods PDF the report was built with (summary.json `methods`), too."""
     import json
 
@@ -457,7 +463,12 @@ def deliver(day: str | dt.date, settings: Settings, send: Callable | None,
         raise FileNotFoundError(f"no report for {day.isoformat()}: {summary_path} is missing (the "
                                 f"build_report stage did not complete); build the report, then deliver")
     summary = json.loads(summary_path.read_text())
-    attachments = sorted((rdir / "tables").glob("*.csv"))  # the long tables, always
+    # the long tables, smallest first, within the mail's size budget; the rest are named in the mail
+    attachments, not_attached, budget = [], [], MAIL_CSV_BUDGET_BYTES
+    for path in sorted((rdir / "tables").glob("*.csv"), key=lambda p: (p.stat().st_size, p.name)):
+        size = path.stat().st_size
+        (attachments if size <= budget else not_attached).append(path)
+        budget -= size if size <= budget else 0
     if attach_methods:
         pdf = ((summary.get("methods") or {}).get("files") or {}).get("pdf")
         if not pdf:
@@ -468,7 +479,7 @@ def deliver(day: str | dt.date, settings: Settings, send: Callable | None,
         rdir, day, list(recipients or settings.recipients), send,
         outbox=settings.paths.outbox, ledger=settings.paths.data / "delivery-ledger.json",
         force=force, dry_run=dry_run, status=summary["overall_status"], sender_address=settings.mail_from,
-        attachments=attachments,
+        attachments=attachments, not_attached=not_attached,
     )
     if not dry_run:
         from venue_risk.runs import clear_failure

@@ -146,6 +146,32 @@ def test_methods_attached_on_request_through_smtp(smtp_server, report_dir, tmp_p
     assert len(handler.messages) == 2
 
 
+def test_csv_tables_attached_within_the_mail_budget(smtp_server, report_dir, tmp_path, monkeypatch):
+    """The report's tables/*.csv go out with the mail, smallest first, within the size budget; a
+    table over it stays beside the report and the mail names it with its size (never dropped
+    silently)."""
+    from venue_risk import pipeline
+    from venue_risk.settings import Settings
+
+    handler, host, port = smtp_server
+    tables = report_dir / "tables"
+    tables.mkdir()
+    (tables / "small.csv").write_text("a,b\n1,2\n")
+    (tables / "medium.csv").write_text("a,b\n" + "1,2\n" * 20)
+    (tables / "huge.csv").write_text("a,b\n" + "1,2\n" * 400)
+    monkeypatch.setattr(pipeline, "MAIL_CSV_BUDGET_BYTES", 200)  # small + medium fit, huge does not
+    monkeypatch.setenv("VENUE_RISK_HOME", str(tmp_path))
+    pipeline.deliver(DAY, Settings.from_env(), smtp_sender(host, port))
+    msg = _parse(handler.messages[-1][2])
+    atts = {a.get_filename(): a for a in msg.iter_attachments()}
+    assert list(atts) == [f"venue-risk-{DAY}.pdf", "small.csv", "medium.csv"]
+    assert atts["medium.csv"].get_content_type() == "text/csv"
+    assert atts["medium.csv"].get_payload(decode=True) == (tables / "medium.csv").read_bytes()
+    body = msg.get_body(("plain",)).get_content()
+    assert "Not attached (over the mail's size budget)" in body and "huge.csv (0.0 MB)" in body
+    assert "huge.csv" in msg.get_body(("html",)).get_content()
+
+
 def test_deliver_over_smtp_once_per_date(smtp_server, report_dir, tmp_path):
     handler, host, port = smtp_server
     send = smtp_sender(host, port)
