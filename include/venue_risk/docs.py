@@ -105,16 +105,19 @@ def render_blocks(text: str) -> str:
     return BLOCK.sub(body, text)
 
 
+def _changed(paths: list[Path]) -> list[tuple[Path, str, str]]:
+    """(path, its text, the text with fresh blocks) of every file whose blocks are stale."""
+    pairs = [(path, path.read_text()) for path in paths]
+    return [(path, text, fresh) for path, text in pairs if (fresh := render_blocks(text)) != text]
+
+
 def stale_blocks(paths: list[Path]) -> list[str]:
     """`path: block` for every generated block whose text differs from what the code generates."""
     stale = []
-    for path in paths:
-        text = path.read_text()
-        fresh = render_blocks(text)
-        if fresh != text:
-            old = {m.group("name"): m.group("body") for m in BLOCK.finditer(text)}
-            new = {m.group("name"): m.group("body") for m in BLOCK.finditer(fresh)}
-            stale += [f"{path}: {name}" for name in old if old[name] != new[name]]
+    for path, text, fresh in _changed(paths):
+        old = {m.group("name"): m.group("body") for m in BLOCK.finditer(text)}
+        new = {m.group("name"): m.group("body") for m in BLOCK.finditer(fresh)}
+        stale += [f"{path}: {name}" for name in old if old[name] != new[name]]
     return stale
 
 
@@ -122,11 +125,7 @@ def write_blocks(paths: list[Path]) -> list[Path]:
     """Rewrite the generated blocks of `paths` in place; returns the files that changed."""
     from venue_risk.atomic import write_atomic
 
-    changed = []
-    for path in paths:
-        text = path.read_text()
-        fresh = render_blocks(text)
-        if fresh != text:
-            write_atomic(path, lambda tmp, text=fresh: tmp.write_text(text))
-            changed.append(path)
-    return changed
+    changed = _changed(paths)
+    for path, _, fresh in changed:
+        write_atomic(path, lambda tmp, text=fresh: tmp.write_text(text))
+    return [path for path, _, _ in changed]
