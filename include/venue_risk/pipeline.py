@@ -181,6 +181,23 @@ def _coverage(settings: Settings, day: dt.date) -> dict | None:
     return json.loads((quality_dir(settings, day) / "validation.json").read_text()).get("coverage")
 
 
+def validated_partitions(settings: Settings, day: dt.date) -> dict[str, list[str]] | None:
+    """{dataset: validated Parquet files} the warehouse loaded the day from (validation.json's
+    `validated`), for the metric stage to read the day's rows from (metric_jobs.read_inputs);
+    None (read the warehouse) when the gate's record lists none or a listed file is gone."""
+    import json
+
+    path = quality_dir(settings, day) / "validation.json"
+    try:
+        validation = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    files = validation.get("validated") if validation.get("status") != "failed" else None
+    if not files or not all(Path(f).is_file() for paths in files.values() for f in paths):
+        return None
+    return files
+
+
 def metric_groups(day: str | dt.date, settings: Settings) -> list[dict]:
     """The day's symbol groups for the split metric stage (venue_risk.split.symbol_groups over
     the symbols of the loaded instruments; settings.symbol_groups of them, else by the day's
@@ -209,7 +226,8 @@ def metric_groups(day: str | dt.date, settings: Settings) -> list[dict]:
 def compute_symbol_metrics(day: str | dt.date, group: dict, settings: Settings) -> dict[str, str]:
     """One symbol group's per-symbol metric tables (metric_jobs.SYMBOL_TABLES), each written
     as data/metrics/date=D/parts/<group>/<table>.parquet (temp file + rename); returns
-    {table: path}. Reads the warehouse read-only and writes no table in it, so the groups of a
+    {table: path}. Reads the group's rows of the day's validated partitions and the warehouse
+    (read-only) and writes no table in it, so the groups of a
     day run side by side (Airflow mapped tasks) without the warehouse's writer lock."""
     from venue_risk.metric_jobs import compute_symbols
     from venue_risk.warehouse import connect
@@ -217,14 +235,16 @@ def compute_symbol_metrics(day: str | dt.date, group: dict, settings: Settings) 
     day = as_date(day)
     coverage = _coverage(settings, day)
     with connect(settings.paths.warehouse, read_only=True) as con:
-        tables = compute_symbols(con, day, list(group["symbols"]), coverage)
+        tables = compute_symbols(con, day, list(group["symbols"]), coverage, validated_partitions(settings, day))
     folder = metrics_dir(settings, day) / "parts" / group["group"]
     return {name: str(write_parquet_atomic(frame, folder / f"{name}.parquet")) for name, frame in tables.items()}
 
 
 def compute_metrics(day: str | dt.date, settings: Settings,
                     parts: list[dict[str, str]] | None = None) -> dict[str, str]:
-    """Read the day and its baselines from the warehouse (read-only, via Arrow), compute every
+    """Read the day (from the validated partitions the warehouse loaded it from,
+    `validated_partitions`) and its baselines and earlier days (from the warehouse, read-only,
+    via Arrow), compute every
     metric table (venue_risk.metric_jobs) and write each as Parquet; returns {table: path}.
     `parts`: the outputs of compute_symbol_metrics for every symbol group of the day (the split
     path), whose per-symbol tables are put together instead of computed here; None: everything
@@ -241,21 +261,22 @@ def compute_metrics(day: str | dt.date, settings: Settings,
 
     day = as_date(day)
     coverage = _coverage(settings, day)
+    files = validated_partitions(settings, day)
     groups = metric_groups(day, settings) if parts is None else None
     with connect(settings.paths.warehouse, read_only=True) as con:
         versions = day_versions(con, window_start(day, settings.first_day, settings.baseline_days), day)
         if parts is None and len(groups) == 1:
-            tables = compute_all(con, day, settings.baseline_days, settings.engine_latency_s, coverage)
+            tables = compute_all(con, day, settings.baseline_days, settings.engine_latency_s, coverage, files)
         else:
             if parts is None:  # a day too large for one pass: its groups one after the other
                 frames = []
                 for g in groups:
-                    frames.append(compute_symbols(con, day, g["symbols"], coverage))
+                    frames.append(compute_symbols(con, day, g["symbols"], coverage, files))
                     release_memory()  # (a group's frames are gone: its peak is not carried over)
             else:
                 frames = [{name: pl.read_parquet(path) for name, path in part.items()} for part in parts]
             tables = compute_combined(con, day, frames, settings.baseline_days, settings.engine_latency_s,
-                                      coverage)
+                                      coverage, files)
     write_json_atomic(baseline_record(day, settings.first_day, settings.baseline_days, versions),
                       baseline_path(settings, day))
     return {name: str(write_parquet_atomic(_with_date(frame, day), metrics_dir(settings, day) / f"{name}.parquet"))

@@ -165,3 +165,45 @@ def test_demo_report_is_short_linked_and_carries_its_tables(demo_home):
     msg = message_from_bytes(sent[0].as_bytes(), policy=default)
     names = [a.get_filename() for a in msg.iter_attachments()]
     assert names[0] == pdf.name and sorted(names[1:]) == sorted(Path(t["file"]).name for t in tables.values())
+
+
+def test_day_read_from_its_validated_partitions_equals_the_warehouse(demo_home):
+    """The metric stage reads the day's rows from the validated partitions the warehouse loaded
+    them from (pipeline.validated_partitions): every input frame, whole or one symbol group's,
+    equals the warehouse's (values, types and row order), and so does every metric table; with a
+    listed file gone the stage reads the warehouse instead."""
+    from venue_risk.metric_jobs import INPUTS, compute_all, read_inputs
+    from venue_risk.warehouse import connect
+
+    settings = Settings.from_env()
+    if not (pipeline.metrics_dir(settings, DAYS[-1]) / "venue_figures.parquet").exists():
+        pytest.skip("needs the days of test_split_equals_single_task_on_demo_days")
+    for day in DAYS:
+        files = pipeline.validated_partitions(settings, day)
+        assert files is not None and set(INPUTS) <= set(files)
+        with connect(settings.paths.warehouse, read_only=True) as con:
+            for symbols in (None, ["ETHUSDT", "SOLUSDT"]):
+                stored, read = read_inputs(con, day, symbols), read_inputs(con, day, symbols, partitions=files)
+                for name in INPUTS:
+                    assert read[name].schema == stored[name].schema, (day, name)
+                    assert read[name].equals(stored[name]), f"{day} {name} {symbols}: rows differ"
+                    if symbols is not None and "symbol" in read[name].columns and read[name].height:
+                        assert set(read[name]["symbol"].unique()) <= set(symbols)
+                assert read["order_events"].height and read["trades"].height
+    day = DAYS[-1]
+    with connect(settings.paths.warehouse, read_only=True) as con:
+        from_warehouse = {name: pipeline._with_date(frame, day) for name, frame in compute_all(
+            con, day, settings.baseline_days, settings.engine_latency_s, pipeline._coverage(settings, day)).items()}
+    from_files = _tables(pipeline.compute_metrics(day, settings))
+    for name in METRIC_TABLES:
+        assert from_files[name].equals(from_warehouse[name]), f"{day} {name} differs"
+    files = pipeline.validated_partitions(settings, day)
+    gone = Path(files["trades"][0])
+    kept = gone.with_suffix(".kept")
+    gone.rename(kept)
+    try:
+        assert pipeline.validated_partitions(settings, day) is None
+        for name, frame in _tables(pipeline.compute_metrics(day, settings)).items():
+            assert frame.equals(from_warehouse[name]), f"{day} {name} differs read from the warehouse"
+    finally:
+        kept.rename(gone)
