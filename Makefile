@@ -23,12 +23,18 @@ export VENUE_RISK_HOME := $(ROOT)
 
 .PHONY: demo test env airflow-home airflow-env browser clean
 
+# Bytecode is compiled here, once: the packages at install (--compile-bytecode), the project's
+# own code on every make (only what changed). Where PYTHONDONTWRITEBYTECODE is set, Python
+# never caches what it compiles, and every process (each Airflow task, each test's subprocess)
+# would compile Airflow, GX and the rest from source again: the GX import alone took 12.5 s
+# instead of 4.8 s.
 env: $(VENV)/.installed
+	$(BIN)/python -m compileall -q -j 0 include dags plugins > /dev/null
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q uv==0.13.8
-	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -r requirements.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	touch $@
 
