@@ -22,7 +22,8 @@ from typing import Sequence
 #: Airflow commands whose process forks task processes: argv[1:] starts with one of these.
 TASK_PARENT_COMMANDS: tuple[tuple[str, ...], ...] = (("scheduler",), ("celery", "worker"))
 #: Modules imported by warm_imports, in order.
-WARM_MODULES: tuple[str, ...] = ("great_expectations.expectations", "venue_risk.quality.gate")
+WARM_MODULES: tuple[str, ...] = ("great_expectations.expectations", "venue_risk.quality.gate",
+                                  "venue_risk.fill_replay")
 
 
 def is_task_parent(argv: Sequence[str]) -> bool:
@@ -35,11 +36,14 @@ def is_task_parent(argv: Sequence[str]) -> bool:
 
 
 def warm_imports(modules: Sequence[str] = WARM_MODULES) -> list[str]:
-    """Import great_expectations as the gate does (`quality.suites.import_gx`), then `modules`;
-    returns the names imported."""
+    """Import great_expectations as the gate does (`quality.suites.import_gx`), then `modules`,
+    and load the compiled position replay (venue_risk.fill_replay.warm_up: numba's start, about
+    1 s, otherwise paid by every metric task); returns the names imported."""
     from venue_risk.quality.suites import import_gx
 
     import_gx()
     for name in modules:
         importlib.import_module(name)
+    if "venue_risk.fill_replay" in modules:
+        importlib.import_module("venue_risk.fill_replay").warm_up()
     return ["great_expectations", *modules]

@@ -53,7 +53,7 @@ import numpy as np
 import polars as pl
 
 from venue_risk.errors import InputError
-from venue_risk.positions import FLAT_EPS, step
+from venue_risk.positions import FLAT_EPS
 from venue_risk.schema import TS
 from venue_risk.metrics.frames import require_columns as _require, conform as _conform
 
@@ -182,29 +182,38 @@ def _final_book(positions_start: pl.DataFrame, trades: pl.DataFrame) -> dict[tup
 
 def _replay_fills(positions_start: pl.DataFrame, trades: pl.DataFrame
                   ) -> tuple[pl.DataFrame, dict[tuple[int, str], tuple[float, float]]]:
-    """Replay every fill in exchange order through positions.step (see rebuild_positions)."""
+    """Replay every fill in exchange order through positions.step (see rebuild_positions), in
+    compiled code (venue_risk.fill_replay.replay) over integer keys of (account, symbol)."""
+    from venue_risk.fill_replay import replay
+
     _check_trades(trades)
     book = _start_book(positions_start)
     f = trades.sort("ts", "trade_id")
     n = f.height
-    sym = f["symbol"].to_list()
-    px = f["price"].to_numpy().tolist()
-    qty = f["qty"].to_numpy().tolist()
-    buy = (f["taker_side"] == "buy").to_list()
-    accts = (f["taker_account"].to_list(), f["maker_account"].to_list())
-    before = np.empty(2 * n)
-    after = np.empty(2 * n)
-    entry = np.empty(2 * n)
-    signed = np.empty(2 * n)
-    for i in range(n):
-        d = qty[i] if buy[i] else -qty[i]
-        for r, dd in ((0, d), (1, -d)):
-            key = (accts[r][i], sym[i])
-            q0, e0 = book.get(key, (0.0, 0.0))
-            q1, e1, _ = step(q0, e0, dd, px[i])
-            book[key] = (q1, e1)
-            j = 2 * i + r
-            before[j], after[j], entry[j], signed[j] = q0, q1, e1, dd
+    # one integer key per (account, symbol): the start book's, then each fill's taker and maker
+    keys = pl.concat([
+        pl.DataFrame({"account": [a for a, _ in book], "symbol": [s for _, s in book]},
+                     schema={"account": I64, "symbol": STR}),
+        f.select(pl.col("taker_account").cast(I64).alias("account"), "symbol"),
+        f.select(pl.col("maker_account").cast(I64).alias("account"), "symbol"),
+    ]).unique(maintain_order=True).with_row_index("key")
+    size = np.zeros(keys.height)
+    entry = np.zeros(keys.height)
+    size[:len(book)] = [q for q, _ in book.values()]
+    entry[:len(book)] = [e for _, e in book.values()]
+
+    def key_of(role: str) -> np.ndarray:
+        return (f.select(pl.col(f"{role}_account").cast(I64).alias("account"), "symbol")
+                .join(keys, on=["account", "symbol"], how="left", maintain_order="left")["key"]
+                .cast(pl.Int64).to_numpy(writable=True))
+
+    # writable arrays throughout: the kernel is compiled (and cached) for those only
+    qty = f["qty"].cast(pl.Float64).to_numpy(writable=True)
+    delta = np.where((f["taker_side"] == "buy").to_numpy(), qty, -qty)
+    before, after, entry_after, signed = replay(key_of("taker"), key_of("maker"), delta,
+                                                f["price"].cast(pl.Float64).to_numpy(writable=True), size, entry)
+    book = dict(zip(zip(keys["account"].to_list(), keys["symbol"].to_list()),
+                    zip(size.tolist(), entry.tolist())))
     rows = pl.DataFrame({
         "trade_id": np.repeat(f["trade_id"].to_numpy(), 2),
         "ts": f["ts"].gather(np.repeat(np.arange(n), 2)),
@@ -214,7 +223,7 @@ def _replay_fills(positions_start: pl.DataFrame, trades: pl.DataFrame
         "order_id": pl.Series(np.column_stack([f["taker_order_id"].to_numpy(), f["maker_order_id"].to_numpy()])
                               .ravel(), dtype=I64) if n else pl.Series([], dtype=I64),
         "price": np.repeat(f["price"].to_numpy(), 2),
-        "qty_signed": signed, "size_before": before, "size_after": after, "entry_price_after": entry,
+        "qty_signed": signed, "size_before": before, "size_after": after, "entry_price_after": entry_after,
     }, schema_overrides={"role": STR, "ts": TS, "symbol": STR})
     rows = rows.with_columns(pl.col("ts").dt.date().alias("date"))
     return _conform(rows, FILLS_SCHEMA), book
