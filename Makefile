@@ -28,10 +28,10 @@ export VENUE_RISK_HOME := $(ROOT)
 # never caches what it compiles, and every process (each Airflow task, each test's subprocess)
 # would compile Airflow, GX and the rest from source again: the GX import alone took 12.5 s
 # instead of 4.8 s.
-# The same for the compiled position replay (numba, cached beside the sources): compiled here once.
+# The same for the compiled loops (numba, cached beside the sources): compiled here once.
 env: $(VENV)/.installed
 	$(BIN)/python -m compileall -q -j 0 include dags plugins > /dev/null
-	$(BIN)/python -c "from venue_risk.fill_replay import warm_up; warm_up()"
+	$(BIN)/python -c "from venue_risk import corrupt_search, fill_replay; fill_replay.warm_up(); corrupt_search.warm_up()"
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)

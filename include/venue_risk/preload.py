@@ -23,7 +23,7 @@ from typing import Sequence
 TASK_PARENT_COMMANDS: tuple[tuple[str, ...], ...] = (("scheduler",), ("celery", "worker"))
 #: Modules imported by warm_imports, in order.
 WARM_MODULES: tuple[str, ...] = ("great_expectations.expectations", "venue_risk.quality.gate",
-                                  "venue_risk.fill_replay")
+                                  "venue_risk.fill_replay", "venue_risk.corrupt_search")
 
 
 def is_task_parent(argv: Sequence[str]) -> bool:
@@ -37,13 +37,14 @@ def is_task_parent(argv: Sequence[str]) -> bool:
 
 def warm_imports(modules: Sequence[str] = WARM_MODULES) -> list[str]:
     """Import great_expectations as the gate does (`quality.suites.import_gx`), then `modules`,
-    and load the compiled position replay (venue_risk.fill_replay.warm_up: numba's start, about
-    1 s, otherwise paid by every metric task); returns the names imported."""
+    calling the `warm_up()` of those that have one (the compiled loops of venue_risk.fill_replay
+    and venue_risk.corrupt_search: numba's start, about 1 s, otherwise paid by every metric
+    task); returns the names imported."""
     from venue_risk.quality.suites import import_gx
 
     import_gx()
     for name in modules:
-        importlib.import_module(name)
-    if "venue_risk.fill_replay" in modules:
-        importlib.import_module("venue_risk.fill_replay").warm_up()
+        module = importlib.import_module(name)
+        if hasattr(module, "warm_up"):
+            module.warm_up()
     return ["great_expectations", *modules]

@@ -343,3 +343,47 @@ def test_bad_input_names_dataset_and_column():
     with pytest.raises(InputError, match="mark_index.*one UTC date"):
         two = mark_index([100.0, 100.0]).with_columns(pl.col("ts") + pl.duration(days=pl.int_range(2)))
         ii.recompute_index(comps, instruments(), two)
+
+
+def test_compiled_corrupt_search_is_the_rule_on_the_full_basket_bit_for_bit():
+    # For every candidate corrupt value, the venue's rule on the whole basket (index_rule.compute_
+    # index: sorted median, outliers, weighted mean, hold) gives the moves; per second the reported
+    # rise and fall must be exactly the largest of them, with the candidate the tie-break picks
+    # (within TIE_RTOL, the value nearest the uncorrupted median, the first of equals). Baskets
+    # with stale sources (odd and even live counts, seconds below min_sources that hold the last
+    # index, a previous index before the first), sources far off and repeated prices (ties).
+    rng = np.random.default_rng(11)
+    t_n, s_n, pct, min_sources = 60, 5, 0.05, 3
+    price = np.round(100 * (1 + 0.01 * rng.standard_normal((t_n, s_n))), 1)  # rounded: equal prices
+    off = rng.random((t_n, s_n)) < 0.25
+    price = np.where(off, price * (1 + rng.uniform(-0.15, 0.15, (t_n, s_n))), price)
+    age = np.where(rng.random((t_n, s_n)) < 0.3, 99.0, 0.0)
+    weights = np.array([0.3, 0.25, 0.2, 0.15, 0.1])
+    b = ii._Basket("X", DAY, np.arange(t_n) * 1_000_000, list("abcde"), weights, price, age,
+                   np.zeros((t_n, s_n), dtype=bool), pct, 10.0, min_sources, np.full(t_n, np.nan),
+                   np.full(t_n, 100.0), prev_index=100.05)
+    base, _ = b.rule()
+    live = (age <= 10.0) & np.isfinite(price)
+    assert (live.sum(axis=1) < min_sources).any() and (live.sum(axis=1) % 2 == 0).any()
+    median0 = ii.index_rule.live_median(np.where(live, price, np.nan))
+    for corrupt_pct in (None, 0.02):
+        for j in range(s_n):
+            x = ii._corrupt_candidates(b, j, live, median0, corrupt_pct, ii._others_order(price, live, j))
+            moves = np.empty(x.shape)
+            for k in range(x.shape[0]):
+                p = price.copy()
+                p[:, j] = np.where(live[:, j], x[k], price[:, j])
+                idx, _ = ii.index_rule.compute_index(p, age, weights, pct, 10.0, min_sources, 100.05)
+                moves[k] = (idx - base) / base * 1e4
+            dev = np.nan_to_num(np.abs(x / median0 - 1.0), nan=np.inf)
+            up, up_x, down, down_x = ii._corrupt_search(b, j, base, live, median0, corrupt_pct)
+            for sign, got, got_x in ((1.0, up, up_x), (-1.0, down, down_x)):
+                signed = sign * moves
+                with np.errstate(invalid="ignore"):
+                    best = np.nanmax(np.where(np.isnan(signed), -np.inf, signed), axis=0)
+                    tie = signed >= best - ii.TIE_RTOL * np.maximum(np.abs(best), 1.0)
+                k = np.argmin(np.where(tie, dev, np.inf), axis=0)
+                want = moves[k, np.arange(t_n)]
+                assert np.array_equal(got, want, equal_nan=True)
+                want_x = np.where(live[:, j], x[k, np.arange(t_n)], np.nan)
+                assert np.array_equal(got_x, want_x, equal_nan=True)

@@ -578,55 +578,29 @@ def _corrupt_candidates(b: _Basket, j: int, live: np.ndarray, median0: np.ndarra
     return np.where(np.isfinite(x) & (x > 0), x, b.price[:, j])
 
 
-def _pick(moves: np.ndarray, x: np.ndarray, dev: np.ndarray, sign: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per second, the largest sign x move over the candidate rows (K, T) and its corrupt value
-    (ties within TIE_RTOL: the first of the values nearest the uncorrupted median, dev =
-    |x / median - 1|)."""
-    signed = moves if sign > 0 else -moves
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        best = np.nanmax(signed, axis=0)
-    tie = signed >= best - TIE_RTOL * np.maximum(np.abs(best), 1.0)
-    k = np.argmin(np.where(tie, dev, np.inf), axis=0)
-    cols = np.arange(moves.shape[1])
-    return moves[k, cols], x[k, cols]
-
-
-def _median_with(order: tuple[np.ndarray, ...], x: np.ndarray) -> np.ndarray:
-    """(K, T) median M(x) of the live basket with source j at each candidate x (K, T), from
-    _others_order: n odd: M = clip(x, lo, hi); n even: M = (clip(x, lo, mid) + clip(x, mid, hi)) / 2
-    (the two middle values of the sorted basket), computed as index_rule.live_median does
-    ((v + v) / 2 for n odd), so it is bit-identical to the median of the full basket."""
-    even, lo, mid, hi = order
-    with np.errstate(invalid="ignore", over="ignore"):
-        c = np.clip(x, lo, hi)
-        return np.where(even, (np.clip(x, lo, mid) + np.clip(x, mid, hi)) / 2.0, (c + c) / 2.0)
-
-
 def _corrupt_search(b: _Basket, j: int, base: np.ndarray, live: np.ndarray, median0: np.ndarray,
                     corrupt_pct: float | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(up_move, up_x, down_move, down_x) per second: the largest rise and fall of the index (bps)
     source j can cause with one corrupt value, and that value (NaN where j is not live).
 
-    All K candidates are evaluated in one vectorized run of the venue's rule over candidates x
-    seconds, with j's price set to the candidates: the basket median M(x) follows in closed form
-    from the other live prices sorted once (`_median_with`; median0 where j is not live), and
-    index_rule.index_from_median applies the rest of the rule (outliers, weighted mean or median
-    fallback, hold) to every candidate at once."""
+    Every candidate (`_corrupt_candidates`) is put through the venue's rule with j's price set to
+    it: the basket median M(x) in closed form from the other live prices sorted once
+    (`_others_order`; median0 where j is not live), then outliers, weighted mean or median
+    fallback and hold, and per second the largest rise and fall (ties within TIE_RTOL: the value
+    nearest the uncorrupted median), in one compiled pass over seconds x candidates
+    (venue_risk.corrupt_search.corrupt_moves, bit-identical to index_rule on the full basket)."""
+    from venue_risk.corrupt_search import corrupt_moves
+
     order = _others_order(b.price, live, j)
     x = _corrupt_candidates(b, j, live, median0, corrupt_pct, order)
-    lj = live[:, j]
-    xj = np.where(lj, x, b.price[:, j])
-    med = np.where(lj, _median_with(order, xj), median0)
-    prices = [xj if i == j else b.price[:, i] for i in range(len(b.sources))]
-    idx, _ = index_rule.index_from_median(prices, list(~live.T), med, b.weights, b.outlier_pct,
-                                          b.min_sources, b.prev_index)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        moves = (idx - base) / base * 1e4
-        dev = np.nan_to_num(np.abs(x / median0 - 1.0), nan=np.inf)
-    up, up_x = _pick(moves, x, dev, 1.0)
-    down, down_x = _pick(moves, x, dev, -1.0)
-    off = ~lj
+    even, lo, mid, hi = (np.ascontiguousarray(a) for a in order)
+    up, up_x, down, down_x = corrupt_moves(
+        np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(b.price, dtype=np.float64),
+        np.ascontiguousarray(live), j, even, lo.astype(np.float64), mid.astype(np.float64),
+        hi.astype(np.float64), np.ascontiguousarray(median0, dtype=np.float64),
+        np.ascontiguousarray(base, dtype=np.float64), np.ascontiguousarray(b.weights, dtype=np.float64),
+        float(b.outlier_pct), int(b.min_sources), float(b.prev_index), TIE_RTOL)
+    off = ~live[:, j]
     return up, np.where(off, np.nan, up_x), down, np.where(off, np.nan, down_x)
 
 
