@@ -22,8 +22,9 @@ from typing import Sequence
 #: Airflow commands whose process forks task processes: argv[1:] starts with one of these.
 TASK_PARENT_COMMANDS: tuple[tuple[str, ...], ...] = (("scheduler",), ("celery", "worker"))
 #: Modules imported by warm_imports, in order.
-WARM_MODULES: tuple[str, ...] = ("great_expectations.expectations", "venue_risk.quality.gate",
-                                  "venue_risk.fill_replay", "venue_risk.corrupt_search")
+WARM_MODULES: tuple[str, ...] = ("great_expectations.expectations", "venue_risk.quality.gate")
+#: The numba-compiled loops (each module's warm_up() compiles or loads them).
+COMPILED_MODULES: tuple[str, ...] = ("venue_risk.fill_replay", "venue_risk.corrupt_search")
 
 
 def is_task_parent(argv: Sequence[str]) -> bool:
@@ -37,14 +38,19 @@ def is_task_parent(argv: Sequence[str]) -> bool:
 
 def warm_imports(modules: Sequence[str] = WARM_MODULES) -> list[str]:
     """Import great_expectations as the gate does (`quality.suites.import_gx`), then `modules`,
-    calling the `warm_up()` of those that have one (the compiled loops of venue_risk.fill_replay
-    and venue_risk.corrupt_search: numba's start, about 1 s, otherwise paid by every metric
-    task); returns the names imported."""
+    then load the compiled loops (`warm_compiled`); returns the names imported."""
     from venue_risk.quality.suites import import_gx
 
     import_gx()
     for name in modules:
-        module = importlib.import_module(name)
-        if hasattr(module, "warm_up"):
-            module.warm_up()
-    return ["great_expectations", *modules]
+        importlib.import_module(name)
+    warm_compiled()
+    return ["great_expectations", *modules, *COMPILED_MODULES]
+
+
+def warm_compiled() -> None:
+    """Compile the numba loops of COMPILED_MODULES, or load them from numba's cache: numba's
+    start (about 1 s) that every metric task would otherwise pay. `make env` and the Dockerfile
+    call it once to fill the cache."""
+    for name in COMPILED_MODULES:
+        importlib.import_module(name).warm_up()
