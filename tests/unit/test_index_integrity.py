@@ -258,6 +258,25 @@ def test_corrupt_search_with_an_outlier_already_present_finds_the_median_fallbac
     assert r["positions_crossed"] == 4
 
 
+def test_with_two_live_sources_the_corrupt_move_is_a_tenfold_corruption():
+    # min_sources 2; c and d update once and go stale after second 10, so seconds 11-14 have only
+    # a and b (both 100) live. With two live sources both are outliers of their median as soon as
+    # they part by more than the band, so the index is the median (x + 100) / 2 and follows the
+    # corrupt value x without bound: the search reports FAR_FACTOR x the highest breakpoint
+    # (a's own band end 100 x 1.05 / 0.95) and 1 / FAR_FACTOR x the lowest (100 x 0.95 / 1.05).
+    ups = flat({"a": 100, "b": 100}, 15)
+    ups["c"], ups["d"] = [(0, 100.0)], [(0, 100.0)]
+    moves = ii.single_source_moves(components(ups, W_EVEN), instruments(stale_s=10.0, min_sources=2),
+                                   mark_index([100.0] * 15))
+    got = {(r["source"], r["scenario"]): r for r in moves.iter_rows(named=True)}
+    for scenario, x in (("corrupt_up", 100 * 1.05 / 0.95 * ii.FAR_FACTOR),
+                        ("corrupt_down", 100 * 0.95 / 1.05 / ii.FAR_FACTOR)):
+        r = got[("a", scenario)]
+        assert r["corrupt_price"] == pytest.approx(x)
+        assert r["max_move_bps"] == pytest.approx(((x + 100) / 2 - 100) / 100 * 1e4)  # +50,263 / -4,548
+        assert r["ts_max_move"] >= at(11)
+
+
 def test_corrupt_search_matches_a_dense_grid_of_corrupt_values():
     # Random baskets of five sources (some seconds with one stale source, so both odd and even
     # live counts, and some with sources already off by up to 15 %): the search must find at least

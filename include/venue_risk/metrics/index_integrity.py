@@ -74,7 +74,6 @@ searched over 0-30 s only.
 from __future__ import annotations
 
 import datetime as dt
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -533,49 +532,25 @@ def _others_order(price: np.ndarray, live: np.ndarray, j: int) -> tuple[np.ndarr
     return even, lo, mid, hi
 
 
-def _corrupt_breakpoints(price: np.ndarray, live: np.ndarray, j: int, pct: float,
-                         order: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
-    """(2 x S, T) corrupt values of source j at which the set of sources the rule keeps changes:
-    the ends of each live source's in-band interval in x (NaN where a source is not live).
-
-    j: x / M(x) = 1 +/- pct, i.e. n odd: hi x (1 + pct) and lo x (1 - pct); n even:
-    mid x (1 + pct) / (1 - pct) if <= hi, else (mid + hi) / 2 x (1 + pct), and
-    mid x (1 - pct) / (1 + pct) if >= lo, else (lo + mid) / 2 x (1 - pct).
-    other source i: M(x) = p_i / (1 + pct) and M(x) = p_i / (1 - pct), solved by the generalized
-    inverse of M: clip(y, lo, hi) (n odd), clip(2 y - mid, lo, hi) (n even); where it lands on a
-    kink of M the value is merely redundant. order: _others_order(price, live, j) if already known.
-    Rows: j's upper and lower end, then p_i / (1 + pct) and p_i / (1 - pct) for each other i."""
-    even, lo, mid, hi = order if order is not None else _others_order(price, live, j)
-    up, dn = 1.0 + pct, 1.0 - pct
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        s_up, s_dn = mid * up / dn, mid * dn / up
-        j_up = np.where(even, np.where(s_up <= hi, s_up, (mid + hi) / 2 * up), hi * up)
-        j_dn = np.where(even, np.where(s_dn >= lo, s_dn, (lo + mid) / 2 * dn), lo * dn)
-        others = np.delete(np.where(live, price, np.nan), j, axis=1).T
-        ends = [np.where(even, np.clip(2 * y - mid, lo, hi), np.clip(y, lo, hi))
-                for y in (others / up, others / dn)]
-    return np.vstack([j_up, j_dn, *ends])
-
-
 def _corrupt_candidates(b: _Basket, j: int, live: np.ndarray, median0: np.ndarray,
                         corrupt_pct: float | None,
                         order: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
-    """(K, T) corrupt values of source j to evaluate: every breakpoint x (1 -/+ BREAKPOINT_EPS),
-    plus FAR_FACTOR x beyond the highest and below the lowest of the breakpoints and the other
-    live prices (or, with corrupt_pct, everything clipped to median0 x (1 -/+ corrupt_pct) plus
-    those two bounds). Values that are not positive and finite are replaced by j's own price
-    (no corruption: move 0). order: _others_order(b.price, live, j) if already known."""
-    bp = _corrupt_breakpoints(b.price, live, j, b.outlier_pct, order)
-    bp = np.where(np.isfinite(bp) & (bp > 0), bp, np.nan)
-    ref = np.vstack([bp, np.where(live, b.price, np.nan).T])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        far_hi, far_lo = np.nanmax(ref, axis=0) * FAR_FACTOR, np.nanmin(ref, axis=0) / FAR_FACTOR
-    x = np.vstack([bp * (1 - BREAKPOINT_EPS), bp * (1 + BREAKPOINT_EPS), far_lo, far_hi])
-    if corrupt_pct is not None:
-        lo_b, hi_b = median0 * (1 - float(corrupt_pct)), median0 * (1 + float(corrupt_pct))
-        x = np.vstack([np.clip(x, lo_b, hi_b), lo_b, hi_b])
-    return np.where(np.isfinite(x) & (x > 0), x, b.price[:, j])
+    """(K, T) corrupt values of source j to evaluate: every breakpoint (an end of a live source's
+    in-band interval in x, where the set of sources the rule keeps changes) x (1 -/+
+    BREAKPOINT_EPS), plus FAR_FACTOR x beyond the highest and below the lowest of the breakpoints
+    and the live prices (or, with corrupt_pct, everything clipped to median0 x (1 -/+
+    corrupt_pct) plus those two bounds). Values that are not positive and finite are replaced by
+    j's own price (no corruption: move 0). The formulas: venue_risk.corrupt_search.
+    corrupt_candidates (compiled). order: _others_order(b.price, live, j) if already known."""
+    from venue_risk.corrupt_search import corrupt_candidates
+
+    even, lo, mid, hi = order if order is not None else _others_order(b.price, live, j)
+    return corrupt_candidates(
+        np.ascontiguousarray(b.price, dtype=np.float64), np.ascontiguousarray(live), j,
+        np.ascontiguousarray(even), np.ascontiguousarray(lo, dtype=np.float64),
+        np.ascontiguousarray(mid, dtype=np.float64), np.ascontiguousarray(hi, dtype=np.float64),
+        np.ascontiguousarray(median0, dtype=np.float64), float(b.outlier_pct),
+        np.nan if corrupt_pct is None else float(corrupt_pct), BREAKPOINT_EPS, FAR_FACTOR)
 
 
 def _corrupt_search(b: _Basket, j: int, base: np.ndarray, live: np.ndarray, median0: np.ndarray,
