@@ -49,7 +49,7 @@ COPY --chown=airflow:root include /opt/venue-risk/include
 RUN pip install --no-cache-dir --no-deps --constraint /opt/venue-risk/requirements.lock /opt/venue-risk
 # The two numba-compiled loops (venue_risk.fill_replay, venue_risk.corrupt_search), compiled once
 # into the image's cache beside the installed sources.
-RUN python -c "from venue_risk.preload import warm_compiled; warm_compiled()"
+RUN python -m venue_risk.preload
 
 # DAG and plugins (docker-compose.yml mounts the working copies over them), and the local settings:
 # Airflow reads $AIRFLOW_HOME/config/airflow_local_settings.py, which makes the scheduler and the

@@ -31,7 +31,7 @@ export VENUE_RISK_HOME := $(ROOT)
 # The same for the compiled loops (numba, cached beside the sources): compiled here once.
 env: $(VENV)/.installed
 	$(BIN)/python -m compileall -q -j 0 include dags plugins > /dev/null
-	$(BIN)/python -c "from venue_risk.preload import warm_compiled; warm_compiled()"
+	$(BIN)/python -m venue_risk.preload
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -54,3 +54,7 @@ def warm_compiled() -> None:
     call it once to fill the cache."""
     for name in COMPILED_MODULES:
         importlib.import_module(name).warm_up()
+
+
+if __name__ == "__main__":  # `python -m venue_risk.preload`: fill numba's cache (make env, the Dockerfile)
+    warm_compiled()
