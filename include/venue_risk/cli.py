@@ -28,13 +28,9 @@ def _date(text: str) -> dt.date:
 def newest_report(reports: Path) -> Path | None:
     """The PDF of the latest report date under `reports` (reports/<YYYY-MM-DD>/venue-risk-*.pdf;
     other folders, such as reports/methods/ with the methods document, are not reports)."""
-    def is_day(name: str) -> bool:
-        try:
-            return dt.date.fromisoformat(name).isoformat() == name
-        except ValueError:
-            return False
+    from venue_risk.pipeline import is_iso_date
 
-    pdfs = sorted(p for p in reports.glob("*/venue-risk-*.pdf") if is_day(p.parent.name))
+    pdfs = sorted(p for p in reports.glob("*/venue-risk-*.pdf") if is_iso_date(p.parent.name))
     return pdfs[-1] if pdfs else None
 
 

@@ -561,13 +561,14 @@ def reprocess_days(start: str | dt.date, settings: Settings, end: str | dt.date 
         known = [p.parent.name for p in settings.paths.reports.glob("*/summary.json")]
         known += [p.name.removeprefix("date=") for p in (settings.paths.data / "metrics").glob("date=*")]
         known += list(read_failures(settings.paths.data))
-        days = [as_date(d) for d in known if _is_iso_date(d)]
+        days = [as_date(d) for d in known if is_iso_date(d)]
         end = max(days, default=start)
     end = as_date(end)
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
 
 
-def _is_iso_date(text: str) -> bool:
+def is_iso_date(text: str) -> bool:
+    """True when `text` parses as a date in ISO 8601 form (e.g. 2026-11-07)."""
     try:
         dt.date.fromisoformat(text)
         return True
