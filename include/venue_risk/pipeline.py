@@ -116,12 +116,13 @@ def gate_parts(day: str | dt.date, extracted: list[dict], settings: Settings,
                groups: int | None = None) -> list[dict]:
     """The parts of the split gate (quality.gate.gate_parts): one per symbol group (default
     settings.symbol_groups, else by the day's size: quality.gate.gate_groups) and the venue
-    part."""
+    part. Stores the day's facts (schema, units, row counts, coverage of the whole landed files)
+    that every part reads, so they are computed once, not per part."""
     from venue_risk.quality.gate import gate_groups, gate_parts as parts
 
     landed = landed_paths(extracted)
     groups = groups or settings.symbol_groups or gate_groups(landed)
-    return parts(as_date(day), landed, groups)
+    return parts(as_date(day), landed, groups, settings.paths.data, _declared(extracted))
 
 
 def validate_part(day: str | dt.date, extracted: list[dict], part: dict, settings: Settings) -> dict:

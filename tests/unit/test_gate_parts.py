@@ -261,3 +261,33 @@ def test_demo_day_one_three_and_one_group_per_symbol(tmp_path):
         for dataset in rows:
             assert_frame_equal(rows[dataset], other_rows[dataset])
         assert_frame_equal(quarantine, other_q)
+
+
+def test_parts_read_the_day_facts_gate_parts_stored(exports, tmp_path):
+    """gate_parts computes the day's facts (schema, units, row counts, suite coverage of the
+    whole landed files) once and stores them under a key of the landed files; a part reads them
+    instead of scanning every landed file again (a planted row count shows through), and a file
+    landed again (new mtime and size) makes the part recompute and replace them."""
+    from venue_risk.quality import gate
+
+    landed = _landed(exports, tmp_path / "landing")
+    data = tmp_path / "data"
+    parts = gate_parts(DAY, landed, 2, data)
+    stored = json.loads(gate.facts_file(data, DAY).read_text())
+    gate._CACHE.clear()
+    assert stored["facts"] == json.loads(json.dumps(gate.day_facts(DAY, landed, None), default=str))
+    true_trades = stored["facts"]["row_counts"]["trades"]
+
+    stored["facts"]["row_counts"]["trades"] = 424242  # what only a read of the stored file can give
+    gate.facts_file(data, DAY).write_text(json.dumps(stored))
+    gate._CACHE.clear()
+    validate_part(DAY, landed, data, parts[0])
+    summary = json.loads((data / "quality" / f"date={DAY}" / "parts" / "g00.json").read_text())
+    assert summary["row_counts"]["trades"] == 424242
+
+    _edit(landed, "trades", lambda f: f.head(f.height - 1))  # landed again: one row fewer
+    gate._CACHE.clear()
+    validate_part(DAY, landed, data, parts[0])
+    summary = json.loads((data / "quality" / f"date={DAY}" / "parts" / "g00.json").read_text())
+    assert summary["row_counts"]["trades"] == true_trades - 1
+    assert json.loads(gate.facts_file(data, DAY).read_text())["facts"]["row_counts"]["trades"] == true_trades - 1
