@@ -380,14 +380,19 @@ def _read_part(dataset: str, path: str, symbols: list[str] | None, grouped: list
     symbol; trades and liquidations rows of a known liquidation_id go by the symbol of that
     liquidation's first row instead, so a liquidation, its duplicates and all its fills are in
     one part. `symbols` None: the venue part (symbol null or in no group)."""
-    lf = pl.scan_parquet(path, row_index_name="_source_row")
-    symbol = pl.col("symbol")
+    def in_part(symbol: pl.Expr) -> pl.Expr:
+        return ((symbol.is_null() | ~symbol.is_in(grouped)) if symbols is None
+                else symbol.is_in(symbols)).fill_null(False)
+
+    keep = in_part(pl.col("symbol"))
     if liquidations is not None and dataset in LIQUIDATION_LINKED:
-        lf = lf.join(_liquidation_symbols(liquidations).lazy(), on="liquidation_id", how="left",
-                     maintain_order="left")
-        symbol = pl.when(pl.col("_liq_known")).then(pl.col("_liq_symbol")).otherwise(pl.col("symbol"))
-    keep = (symbol.is_null() | ~symbol.is_in(grouped)) if symbols is None else symbol.is_in(symbols)
-    frame = lf.filter(keep.fill_null(False)).collect(engine="streaming")
+        # by the liquidation's symbol where the liquidation is known: two membership tests of
+        # the liquidation id instead of a join of every row with the liquidation map
+        liq = _liquidation_symbols(liquidations)
+        mine = liq.filter(in_part(pl.col("_liq_symbol")))["liquidation_id"]
+        known = pl.col("liquidation_id").is_in(liq["liquidation_id"].implode()).fill_null(False)
+        keep = pl.col("liquidation_id").is_in(mine.implode()).fill_null(False) | (~known & keep)
+    frame = pl.scan_parquet(path, row_index_name="_source_row").filter(keep).collect(engine="streaming")
     if not frame["_source_row"].is_sorted():
         frame = frame.sort("_source_row")
     return frame.select(DATASETS[dataset].columns), frame["_source_row"].cast(pl.Int64)
