@@ -291,3 +291,19 @@ def test_parts_read_the_day_facts_gate_parts_stored(exports, tmp_path):
     summary = json.loads((data / "quality" / f"date={DAY}" / "parts" / "g00.json").read_text())
     assert summary["row_counts"]["trades"] == true_trades - 1
     assert json.loads(gate.facts_file(data, DAY).read_text())["facts"]["row_counts"]["trades"] == true_trades - 1
+
+
+def test_duplicate_keys_over_the_whole_file(tmp_path):
+    """combine_parts counts a key without a symbol column over the whole landed file, as GX
+    counts it: a single key leaves nulls out, a compound key only the rows with every key null;
+    every row of a repeated key counts, and the first such landed row is named."""
+    from venue_risk.quality.gate import _duplicates
+
+    path = tmp_path / "keys.parquet"
+    pl.DataFrame({"a": [5, 1, 2, 1, None, None, 3, 3, 4, 1],
+                  "b": ["p", "x", "y", "x", None, None, None, None, "z", "w"]}).write_parquet(path)
+    assert _duplicates(str(path), ("a", "b")) == (4, 1)  # rows 1, 3 (1, x) and 6, 7 (3, null)
+    assert _duplicates(str(path), ("a",)) == (5, 1)  # 1 three times, 3 twice; the nulls left out
+    assert _duplicates(str(path), ("b",)) == (2, 1)  # x twice
+    pl.DataFrame({"a": [1, 2, None, None]}).write_parquet(path)
+    assert _duplicates(str(path), ("a",)) == (0, None)
