@@ -243,9 +243,9 @@ def gate_parts(day: dt.date, landed: dict[str, str], groups: int, data_root: Pat
     "symbols": None} for the datasets without a symbol column, the reference datasets and the
     rows whose symbol is in no group. JSON-serializable (Airflow XCom). With `data_root`, the
     day's facts (`day_facts`, for `declared`) are computed here and stored for the parts."""
-    if data_root is not None:
-        day_facts(day, landed, declared, data_root)
-    groups_ = symbol_groups(day_symbols(landed), groups)
+    symbols = (day_facts(day, landed, declared, data_root)["symbols"] if data_root is not None
+               else day_symbols(landed))
+    groups_ = symbol_groups(symbols, groups)
     return ([{"part": group_name(i), "symbols": g} for i, g in enumerate(groups_)]
             + [{"part": VENUE, "symbols": None}])
 
