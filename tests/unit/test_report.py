@@ -944,3 +944,39 @@ def test_page_one_what_changed_contents_and_fonts(tmp_path):
     # the HTML twin carries the same page one
     html = paths["html"].read_text()
     assert "What changed since yesterday" in html and 'href="#liquidations"' in html
+
+
+def test_pdf_render_drops_only_the_svg_style_warnings(caplog):
+    """WeasyPrint reads the style attributes of the charts' SVG elements as HTML CSS too and warns
+    for each presentation property (fill, stroke, ...): those warnings are dropped, a real
+    unknown CSS property in the HTML still warns."""
+    import logging
+
+    from venue_risk.report.render import SvgStyleWarnings, render_pdf_bytes
+
+    chart = charts.build_charts(make_context())["slippage_distribution"]
+    html = f'<html><body><p style="colour: red">x</p>{chart}</body></html>'
+
+    def ignored(records) -> list[str]:
+        return [r.args[0] for r in records if r.name == "weasyprint" and r.msg.startswith("Ignored `")]
+
+    with caplog.at_level(logging.WARNING, logger="weasyprint"):
+        pdf = render_pdf_bytes(html)
+    assert pdf.startswith(b"%PDF")
+    assert ignored(caplog.records) == ["colour"]
+    # the same HTML without the filter: the chart's style attributes do warn (the test can fail)
+    logger = logging.getLogger("weasyprint")
+    filters = [f for f in logger.filters if isinstance(f, SvgStyleWarnings)]
+    caplog.clear()
+    for f in filters:
+        logger.removeFilter(f)
+    try:
+        from weasyprint import HTML
+
+        with caplog.at_level(logging.WARNING, logger="weasyprint"):
+            HTML(string=html).write_pdf()
+    finally:
+        for f in filters:
+            logger.addFilter(f)
+    seen = ignored(caplog.records)
+    assert "colour" in seen and {"fill", "stroke"} <= set(seen)

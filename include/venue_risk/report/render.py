@@ -7,6 +7,7 @@ belong to (see `render_report`)."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -69,10 +70,36 @@ def render_html(context: dict, charts: dict[str, str] | None = None) -> str:
     )
 
 
+#: The SVG presentation properties matplotlib writes into the style attributes of the charts'
+#: elements. WeasyPrint's SVG drawing applies them; its pass over the HTML document's style
+#: attributes reads them too and logs each as an unknown CSS property (about 2,800 warnings in
+#: each demo report's task log, which buried any real warning).
+SVG_STYLE_PROPERTIES = frozenset({
+    "fill", "fill-opacity", "opacity", "stroke", "stroke-width", "stroke-linecap", "stroke-linejoin",
+    "stroke-dasharray", "stroke-dashoffset", "stroke-opacity", "stroke-miterlimit", "text-anchor",
+    "font-family", "font-size", "font-weight", "font-style", "clip-path"})
+#: WeasyPrint's message for a declaration it ignores (weasyprint.css.validation).
+_IGNORED = "Ignored `%s:%s` at %d:%d, %s."
+
+
+class SvgStyleWarnings(logging.Filter):
+    """Drops WeasyPrint's "unknown property" warning for an SVG presentation property
+    (SVG_STYLE_PROPERTIES); every other warning (a real unknown CSS property, a missing font or
+    image) passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (record.msg == _IGNORED and len(args) == 5 and args[0] in SVG_STYLE_PROPERTIES
+                    and args[4] == "unknown property")
+
+
 def render_pdf_bytes(html: str) -> bytes:
     """WeasyPrint the HTML to PDF bytes (A4; page size and footer come from the CSS @page rules)."""
     from weasyprint import HTML
 
+    logger = logging.getLogger("weasyprint")
+    if not any(isinstance(f, SvgStyleWarnings) for f in logger.filters):
+        logger.addFilter(SvgStyleWarnings())
     return HTML(string=html, base_url=str(TEMPLATES)).write_pdf()
 
 
