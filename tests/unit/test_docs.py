@@ -186,6 +186,9 @@ def test_methods_pdf_embeds_its_fonts_and_names_its_version(methods_pdf):
     assert methods_pdf["pdf"].name == "venue-risk-methods-9.9.9+gtest.pdf"
     html = methods_pdf["html"].read_text()
     assert all(f'id="{f.anchor}"' in html for f in FAMILIES)
+    # every anchor once (each family's repeated headings numbered as GitHub does: -1, -2, ...)
+    ids = re.findall(r' id="([^"]+)"', html)
+    assert len(ids) == len(set(ids)) and "what-it-measures-1" in ids
 
 
 def test_methods_files_are_rendered_once_per_text(methods_pdf):

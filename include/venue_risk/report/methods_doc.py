@@ -48,12 +48,18 @@ def _markdown_renderer():
 
 def markdown_to_html(text: str) -> str:
     """CommonMark (with tables) to an HTML fragment; each heading gets id = methods.slug of its
-    text, the anchor the contents and docs/methods.md link to. Raw HTML in the text is escaped."""
+    text, the anchor the contents and docs/methods.md link to; a heading text seen before gets
+    -1, -2, ... appended, as GitHub does (each family has a "What it measures"), so every id is
+    unique. Raw HTML in the text is escaped."""
     md = _markdown_renderer()
     tokens = md.parse(text)
+    seen: dict[str, int] = {}
     for i, tok in enumerate(tokens):
         if tok.type == "heading_open":
-            tok.attrSet("id", slug(tokens[i + 1].content.replace("`", "")))
+            anchor = slug(tokens[i + 1].content.replace("`", ""))
+            repeats = seen.get(anchor, 0)
+            seen[anchor] = repeats + 1
+            tok.attrSet("id", f"{anchor}-{repeats}" if repeats else anchor)
     return md.renderer.render(tokens, md.options, {})
 
 
