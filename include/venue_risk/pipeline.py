@@ -97,8 +97,8 @@ def _declared(extracted: list[dict]) -> dict | None:
 def validate(day: str | dt.date, extracted: list[dict], settings: Settings,
              groups: int | None = None) -> dict:
     """Run the data-quality gate (Great Expectations suites) on the landed day, in `groups`
-    symbol groups one after the other (default settings.symbol_groups, else by the day's size:
-    quality.gate.gate_groups; the result does not depend on it). Writes data/quality/date=D/validation.json and
+    symbol groups one after the other (default settings.symbol_groups, else the symbols packed
+    by their landed rows: split.packed_groups; the result does not depend on it). Writes data/quality/date=D/validation.json and
     gx_results.json (copied beside the report), the validated partitions and the quarantine.
     Raises DataQualityError on a critical failure."""
     from venue_risk.quality import run_gate
@@ -114,15 +114,16 @@ def validate(day: str | dt.date, extracted: list[dict], settings: Settings,
 
 def gate_parts(day: str | dt.date, extracted: list[dict], settings: Settings,
                groups: int | None = None) -> list[dict]:
-    """The parts of the split gate (quality.gate.gate_parts): one per symbol group (default
-    settings.symbol_groups, else by the day's size: quality.gate.gate_groups) and the venue
-    part. Stores the day's facts (schema, units, row counts, coverage of the whole landed files)
-    that every part reads, so they are computed once, not per part."""
-    from venue_risk.quality.gate import gate_groups, gate_parts as parts
+    """The parts of the split gate (quality.gate.gate_parts): one per symbol group (`groups` or
+    settings.symbol_groups round-robin, else the symbols packed by their landed rows:
+    split.packed_groups) and the venue part. Stores the day's facts (schema, units, row counts,
+    rows per symbol, coverage of the whole landed files) that every part reads, so they are
+    computed once, not per part."""
+    from venue_risk.quality.gate import gate_parts as parts
 
     landed = landed_paths(extracted)
-    groups = groups or settings.symbol_groups or gate_groups(landed)
-    return parts(as_date(day), landed, groups, settings.paths.data, _declared(extracted))
+    return parts(as_date(day), landed, groups or settings.symbol_groups, settings.paths.data,
+                 _declared(extracted))
 
 
 def validate_part(day: str | dt.date, extracted: list[dict], part: dict, settings: Settings) -> dict:
@@ -200,15 +201,16 @@ def validated_partitions(settings: Settings, day: dt.date) -> dict[str, list[str
 
 
 def metric_groups(day: str | dt.date, settings: Settings) -> list[dict]:
-    """The day's symbol groups for the split metric stage (venue_risk.split.symbol_groups over
-    the symbols of the loaded instruments; settings.symbol_groups of them, else by the day's
-    size: split.groups_for_rows of the gate's landed row counts of the datasets with a symbol
-    column): [{group, symbols}], JSON for Airflow's task mapping. A day without instruments has
-    one empty group."""
+    """The day's symbol groups for the split metric stage, over the symbols of the loaded
+    instruments: settings.symbol_groups of them round-robin (split.symbol_groups), else packed
+    by their landed rows as the gate recorded them (validation.json `symbol_rows`,
+    split.packed_groups; a validation.json from before it recorded them: ceil(rows /
+    ROWS_PER_GROUP) groups round-robin): [{group, symbols}], JSON for Airflow's task mapping.
+    A day without instruments has one empty group."""
     import json
 
     from venue_risk.schema import DATASETS
-    from venue_risk.split import group_name, groups_for_rows, symbol_groups
+    from venue_risk.split import group_name, groups_for_rows, packed_groups, symbol_groups
     from venue_risk.warehouse import connect
 
     day = as_date(day)
@@ -218,7 +220,12 @@ def metric_groups(day: str | dt.date, settings: Settings) -> list[dict]:
             "AND symbol IS NOT NULL").fetchall()]
     n = settings.symbol_groups
     if n is None:
-        counts = json.loads((quality_dir(settings, day) / "validation.json").read_text()).get("row_counts", {})
+        validation = json.loads((quality_dir(settings, day) / "validation.json").read_text())
+        rows = validation.get("symbol_rows")
+        if rows is not None:
+            groups = packed_groups({s: int(rows.get(s, 0)) for s in symbols}) or [[]]
+            return [{"group": group_name(i), "symbols": g} for i, g in enumerate(groups)]
+        counts = validation.get("row_counts", {})
         n = groups_for_rows(sum(v for k, v in counts.items() if k in DATASETS and "symbol" in DATASETS[k].schema))
     groups = symbol_groups(symbols, n) or [[]]
     return [{"group": group_name(i), "symbols": g} for i, g in enumerate(groups)]

@@ -77,6 +77,22 @@ def test_split_equals_single_task_on_demo_days(demo_home):
         sequential = _tables(pipeline.compute_metrics(day, replace(settings, symbol_groups=2)))
         for name in METRIC_TABLES:
             assert sequential[name].equals(single[name]), f"{day} {name}: groups in sequence differ"
+        if day == DAYS[1]:  # the default grouping on a day "large" for a small cap: packed by rows
+            from venue_risk import split as split_mod
+
+            rows = json.loads((pipeline.quality_dir(settings, day) / "validation.json").read_text())["symbol_rows"]
+            assert sorted(rows) == sorted(g for grp in pipeline.metric_groups(day, replace(settings, symbol_groups=99))
+                                          for g in grp["symbols"])
+            saved_cap = split_mod.ROWS_PER_GROUP
+            split_mod.ROWS_PER_GROUP = max(rows.values())  # the busiest symbol alone, the rest packed
+            try:
+                groups = pipeline.metric_groups(day, settings)
+                assert [g["symbols"] for g in groups] == split_mod.packed_groups(rows) and len(groups) > 1
+                packed = _tables(pipeline.compute_metrics(day, settings))
+            finally:
+                split_mod.ROWS_PER_GROUP = saved_cap
+            for name in METRIC_TABLES:
+                assert packed[name].equals(single[name]), f"{day} {name}: packed groups differ"
         if day == DAYS[0]:
             continue
         # the tables the per-symbol tasks make are not all empty on these days

@@ -307,3 +307,32 @@ def test_duplicate_keys_over_the_whole_file(tmp_path):
     assert _duplicates(str(path), ("b",)) == (2, 1)  # x twice
     pl.DataFrame({"a": [1, 2, None, None]}).write_parquet(path)
     assert _duplicates(str(path), ("a",)) == (0, None)
+
+
+def test_default_groups_are_the_symbols_packed_by_their_landed_rows(exports, tmp_path, monkeypatch):
+    """Without a number of groups, gate_parts packs the listed symbols by their landed rows
+    (split.packed_groups), counted here independently of the gate; validation.json records the
+    counts (the metric stage packs its groups from them); the result is the one-group result."""
+    from venue_risk import split
+
+    landed = _landed(exports, tmp_path / "landing")
+    listed = set(pl.read_parquet(landed["instruments"])["symbol"].drop_nulls().to_list())
+    counts = dict.fromkeys(listed, 0)
+    for dataset in DATASET_NAMES:
+        if "symbol" in DATASETS[dataset].schema:
+            for symbol, n in pl.read_parquet(landed[dataset]).group_by("symbol").len().iter_rows():
+                if symbol in counts:
+                    counts[symbol] += n
+    cap = sum(counts.values()) // 3  # a tiny day's "large": more than one group
+    monkeypatch.setattr(split, "ROWS_PER_GROUP", cap)
+    data = tmp_path / "data"
+    parts = gate_parts(DAY, landed, None, data)
+    assert [p["symbols"] for p in parts[:-1]] == split.packed_groups(counts, cap) and len(parts) > 2
+    assert all(sum(counts[s] for s in p["symbols"]) <= cap or len(p["symbols"]) == 1 for p in parts[:-1])
+    packed, rows_packed, q_packed = _run(landed, tmp_path / "data-packed", None, LOOSE, 1.0)
+    assert packed["symbol_rows"] == counts
+    one, rows_one, q_one = _run(landed, tmp_path / "data-one", 1, LOOSE, 1.0)
+    assert _comparable(packed) == _comparable(one)
+    for dataset in rows_one:
+        assert_frame_equal(rows_packed[dataset], rows_one[dataset])
+    assert_frame_equal(q_packed, q_one)

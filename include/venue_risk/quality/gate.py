@@ -56,7 +56,7 @@ from venue_risk.memory import release_memory
 from venue_risk.quality.basic import DataQualityError, schema_check, timestamp_unit_check
 from venue_risk.quality.limits import DEFAULT_QUARANTINE_LIMITS, limit_checks
 from venue_risk.schema import DATASETS
-from venue_risk.split import group_name, groups_for_rows, symbol_groups
+from venue_risk.split import group_name, packed_groups, symbol_groups
 
 QUARANTINE_SCHEMA = {"date": pl.Date, "dataset": pl.String, "reason": pl.String,
                      "expectation": pl.String, "source_row": pl.Int64, "record": pl.String}
@@ -236,31 +236,38 @@ def day_symbols(landed: dict[str, str]) -> list[str]:
     return sorted(set(column.drop_nulls().to_list()))
 
 
-def gate_parts(day: dt.date, landed: dict[str, str], groups: int, data_root: Path | None = None,
+def gate_parts(day: dt.date, landed: dict[str, str], groups: int | None, data_root: Path | None = None,
                declared: dict[str, dict | None] | None = None) -> list[dict]:
-    """The parts of the day: one per symbol group of the day's symbols (split.symbol_groups,
-    named split.group_name(i)), {"part": "g00", "symbols": [...]}, then {"part": "venue",
-    "symbols": None} for the datasets without a symbol column, the reference datasets and the
-    rows whose symbol is in no group. JSON-serializable (Airflow XCom). With `data_root`, the
-    day's facts (`day_facts`, for `declared`) are computed here and stored for the parts."""
-    symbols = (day_facts(day, landed, declared, data_root)["symbols"] if data_root is not None
-               else day_symbols(landed))
-    groups_ = symbol_groups(symbols, groups)
+    """The parts of the day: one per symbol group of the day's symbols, named
+    split.group_name(i), {"part": "g00", "symbols": [...]}, then {"part": "venue", "symbols":
+    None} for the datasets without a symbol column, the reference datasets and the rows whose
+    symbol is in no group. The groups: `groups` of them round-robin (split.symbol_groups), or
+    with `groups` None the symbols packed by their landed rows (split.packed_groups of the
+    facts' `symbol_rows`). JSON-serializable (Airflow XCom). With `data_root`, the day's facts
+    (`day_facts`, for `declared`) are computed here and stored for the parts."""
+    if groups is None:
+        groups_ = packed_groups(day_facts(day, landed, declared, data_root)["symbol_rows"])
+    else:
+        symbols = (day_facts(day, landed, declared, data_root)["symbols"] if data_root is not None
+                   else day_symbols(landed))
+        groups_ = symbol_groups(symbols, groups)
     return ([{"part": group_name(i), "symbols": g} for i, g in enumerate(groups_)]
             + [{"part": VENUE, "symbols": None}])
 
 
-def gate_groups(landed: dict[str, str]) -> int:
-    """The number of symbol groups run_gate uses by default: split.groups_for_rows of the landed
-    rows of the datasets with a symbol column."""
-    rows = 0
-    for dataset, path in landed.items():
-        if dataset in DATASETS and "symbol" in DATASETS[dataset].schema:
-            try:
-                rows += pl.scan_parquet(path).select(pl.len()).collect().item()
-            except Exception:
-                pass
-    return groups_for_rows(rows)
+def symbol_rows(landed: dict[str, str], passed: list[str], symbols: list[str]) -> dict[str, int]:
+    """{listed symbol: its landed rows summed over the `passed` datasets with a symbol column}
+    (0 for a listed symbol without rows; rows of unlisted symbols are not counted: they go to
+    the venue part). Reads the symbol column only."""
+    rows = dict.fromkeys(symbols, 0)
+    for dataset in passed:
+        if "symbol" not in DATASETS[dataset].schema:
+            continue
+        counts = pl.scan_parquet(landed[dataset]).group_by("symbol").len().collect()
+        for symbol, n in counts.iter_rows():
+            if symbol in rows:
+                rows[symbol] += int(n)
+    return rows
 
 
 _CACHE: dict[tuple, object] = {}
@@ -297,7 +304,7 @@ def day_facts(day: dt.date, landed: dict[str, str], declared: dict[str, dict | N
     """What every part must agree on, from the whole landed files (read a column at a time):
     {checks: the day-level checks (dataset present, schema, timestamp units), row_counts,
     passed: datasets to validate (carried, landed, schema and units fine), carried, symbols,
-    suite_coverage: per passed dataset the coverage the suites read (state, declared window,
+    symbol_rows (`symbol_rows`: what the symbol groups are packed by), suite_coverage: per passed dataset the coverage the suites read (state, declared window,
     missing columns; from the day's first and last timestamps)}. Cached per process and, with
     `data_root`, in `facts_file` under a key of the landed files (path, mtime, size) and
     `declared`: computed once per day (by gate_parts), not by each part's process again (every
@@ -306,7 +313,7 @@ def day_facts(day: dt.date, landed: dict[str, str], declared: dict[str, dict | N
     from venue_risk.coverage import measure
 
     carried = declared if declared is not None else {name: None for name in DATASETS}
-    key = ("facts", day, tuple(sorted((d, _file_key(p)) for d, p in landed.items())),
+    key = ("facts", 2, day, tuple(sorted((d, _file_key(p)) for d, p in landed.items())),
            json.dumps(carried, sort_keys=True, default=str))
     if data_root is not None:
         stored, stored_key = facts_file(data_root, day), json.dumps(key, default=str)
@@ -358,8 +365,10 @@ def day_facts(day: dt.date, landed: dict[str, str], declared: dict[str, dict | N
             else:
                 frame = pl.DataFrame(schema=DATASETS[dataset].schema)
             coverage[dataset] = measure(dataset, frame, day, carried=True, declared=carried[dataset])
+        symbols = day_symbols(landed)
         return {"checks": checks, "row_counts": row_counts, "passed": passed, "carried": carried,
-                "symbols": day_symbols(landed), "suite_coverage": coverage}
+                "symbols": symbols, "symbol_rows": symbol_rows(landed, passed, symbols),
+                "suite_coverage": coverage}
 
     return _cached(key, make)
 
@@ -560,7 +569,7 @@ def validate_part(day: dt.date, landed: dict[str, str], data_root: Path, part: d
     seconds = round(time.perf_counter() - started, 3)
     summary = {"part": name, "symbols": symbols, "date": day.isoformat(), "landed": dict(landed),
                "declared": declared, "global_checks": facts["checks"], "row_counts": facts["row_counts"],
-               "passed": passed, "checks": checks,
+               "symbol_rows": facts["symbol_rows"], "passed": passed, "checks": checks,
                "bad": {d: _counts(rows) for d, rows in bad.items() if rows},
                "removed": sorted(removed), "causes": causes,
                "rows": {d: f.height for d, f in own.items()},
@@ -787,7 +796,8 @@ def combine_parts(day: dt.date, data_root: Path, parts: list[dict],
             if totals.get(dataset):  # rows the gate kept, as the metrics will see them
                 coverage[dataset]["rows_validated"] = coverage[dataset]["rows"] - totals[dataset]
     result = {"date": day.isoformat(), "status": status, "checks": checks,
-              "quarantined": quarantined, "row_counts": row_counts, "coverage": coverage,
+              "quarantined": quarantined, "row_counts": row_counts,
+              "symbol_rows": first.get("symbol_rows", {}), "coverage": coverage,
               "engine": "great_expectations (ephemeral context, pandas datasource)",
               "gx_import_seconds": max(r["gx_import_seconds"] for r in records)}
     write_json_atomic(_merge_gx_results(records, merged), qdir / "gx_results.json")
@@ -845,10 +855,10 @@ def run_gate(day: dt.date, landed: dict[str, str], data_root: Path,
     all 16). A dataset not carried is landed empty, is not validated, and is `absent` in the
     result's `coverage` block ({dataset: venue_risk.coverage.measure(...)}), which the metric
     stage and the report read; a carried dataset without a landed partition is critical.
-    `groups`: symbol groups (None: `gate_groups`, bounded memory on a large day); the result
-    does not depend on it."""
+    `groups`: the number of symbol groups (None: the symbols packed by their landed rows,
+    split.packed_groups: bounded memory on a large day); the result does not depend on it."""
     started = time.perf_counter()
-    parts = gate_parts(day, landed, gate_groups(landed) if groups is None else groups, data_root, declared)
+    parts = gate_parts(day, landed, groups, data_root, declared)
     for part in parts:
         validate_part(day, landed, data_root, part, declared)
     result = combine_parts(day, data_root, parts, quarantine_limits, declared)
