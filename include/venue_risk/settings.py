@@ -18,7 +18,7 @@
 | VENUE_RISK_WAREHOUSE_WAIT_S | how long an open of the DuckDB warehouse waits while another process holds it, before failing and naming the holder | 900 |
 | VENUE_RISK_DUCKDB_MEMORY | DuckDB's memory limit per warehouse connection (past it a load spills to disk) | 3GB |
 | VENUE_RISK_PSEUDONYM_KEY | secret HMAC key of the account pseudonyms, for the CLI (under Airflow: the variable `venue_risk_pseudonym_key`); set but empty: pseudonyms off | none: accounts shown as recorded, and the report says so |
-| VENUE_RISK_SYMBOL_GROUPS | symbol groups of a day: the gate and the per-symbol metric families run as one Airflow mapped task per group (spread over Celery workers in production; the CLI runs the gate's groups one after the other); the figures do not depend on it | one group per 4M landed rows with a symbol (demo: 1; large: 21) |
+| VENUE_RISK_SYMBOL_GROUPS | symbol groups of a day: the gate and the per-symbol metric families run as one Airflow mapped task per group (spread over Celery workers in production; the CLI runs the gate's groups one after the other); the figures do not depend on it | the symbols packed by their landed rows into groups of at most 4M rows with a symbol, a busier symbol alone (demo: 1; large: 16) |
 | VENUE_RISK_QUARANTINE_LIMITS | per-dataset quarantine limits, `dataset=share,...` (e.g. `trades=0.01`); above a dataset's limit the day is critical | `quality.limits.DEFAULT_QUARANTINE_LIMITS` |
 | VENUE_RISK_HOME | the project home every default path is under | the current directory |
 | VENUE_RISK_DATA / _LANDING / _WAREHOUSE / _SIMULATED | data folder; landed inputs; the DuckDB file; the simulated venue's cache | `<home>/data`, `<data>/landing`, `<data>/warehouse.duckdb`, `<data>/simulated` |
