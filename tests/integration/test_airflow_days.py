@@ -5,9 +5,11 @@ output in its own log, stopping at the first day whose run fails."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +18,21 @@ pytestmark = pytest.mark.integration
 START = dt.date(2026, 11, 1)
 
 
-def test_days_run_in_one_process_and_stop_at_the_first_failed_day(airflow_db, venue_home, monkeypatch, tmp_path):
+def _private_airflow(home: Path) -> dict[str, str]:
+    """The environment of an Airflow home of its own (SQLite metadata DB, migrated, with the
+    warehouse pool): the runs made here must not show up in other tests' metadata DB (the
+    reports page test reads which days ran)."""
+    home.mkdir(parents=True)
+    env = dict(os.environ, AIRFLOW_HOME=str(home),
+               AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db")
+    airflow = str(Path(sys.executable).parent / "airflow")
+    subprocess.run([airflow, "db", "migrate"], env=env, check=True, capture_output=True)
+    subprocess.run([airflow, "pools", "set", "venue_risk_warehouse", "1", "warehouse writers"],
+                   env=env, check=True, capture_output=True)
+    return env
+
+
+def test_days_run_in_one_process_and_stop_at_the_first_failed_day(venue_home, monkeypatch, tmp_path):
     from venue_risk.simulate import simulate
 
     root = venue_home / "exports"
@@ -27,8 +43,10 @@ def test_days_run_in_one_process_and_stop_at_the_first_failed_day(airflow_db, ve
     monkeypatch.setenv("VENUE_RISK_SOURCE", "files")
     monkeypatch.setenv("VENUE_RISK_FILES_ROOT", str(root))
     logs = tmp_path / "logs"
+    env = _private_airflow(tmp_path / "airflow")
     out = subprocess.run([sys.executable, "-m", "venue_risk.airflow_days", "--start", START.isoformat(),
-                          "--days", "4", "--logs", str(logs)], capture_output=True, text=True, timeout=900)
+                          "--days", "4", "--logs", str(logs)], capture_output=True, text=True, timeout=900,
+                         env=env)
     assert out.returncode == 1, out.stdout + out.stderr[-3000:]
     lines = out.stdout.splitlines()
     days = [START + dt.timedelta(days=i) for i in range(4)]
