@@ -137,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = Settings.from_env()
     if args.command == "dates":
-        for i in range(args.days):
-            print((args.start + dt.timedelta(days=i)).isoformat())
+        from venue_risk.airflow_days import day_range  # (imports no Airflow)
+
+        for day in day_range(args.start, args.days):
+            print(day.isoformat())
         return 0
     if args.command == "simulate":
         import time

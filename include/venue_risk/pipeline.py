@@ -218,17 +218,18 @@ def metric_groups(day: str | dt.date, settings: Settings) -> list[dict]:
         symbols = [r[0] for r in con.sql(
             f"SELECT DISTINCT symbol FROM instruments WHERE date = DATE '{day.isoformat()}' "
             "AND symbol IS NOT NULL").fetchall()]
-    n = settings.symbol_groups
-    if n is None:
-        validation = json.loads((quality_dir(settings, day) / "validation.json").read_text())
-        rows = validation.get("symbol_rows")
-        if rows is not None:
-            groups = packed_groups({s: int(rows.get(s, 0)) for s in symbols}) or [[]]
-            return [{"group": group_name(i), "symbols": g} for i, g in enumerate(groups)]
+    validation = (json.loads((quality_dir(settings, day) / "validation.json").read_text())
+                  if settings.symbol_groups is None else {})
+    rows = validation.get("symbol_rows")
+    if settings.symbol_groups is not None:
+        groups = symbol_groups(symbols, settings.symbol_groups)
+    elif rows is not None:
+        groups = packed_groups({s: int(rows.get(s, 0)) for s in symbols})
+    else:  # a validation.json from before the gate recorded rows per symbol
         counts = validation.get("row_counts", {})
-        n = groups_for_rows(sum(v for k, v in counts.items() if k in DATASETS and "symbol" in DATASETS[k].schema))
-    groups = symbol_groups(symbols, n) or [[]]
-    return [{"group": group_name(i), "symbols": g} for i, g in enumerate(groups)]
+        groups = symbol_groups(symbols, groups_for_rows(
+            sum(v for k, v in counts.items() if k in DATASETS and "symbol" in DATASETS[k].schema)))
+    return [{"group": group_name(i), "symbols": g} for i, g in enumerate(groups or [[]])]
 
 
 def compute_symbol_metrics(day: str | dt.date, group: dict, settings: Settings) -> dict[str, str]:
