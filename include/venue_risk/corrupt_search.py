@@ -24,7 +24,7 @@ import numpy as np
 _DBL_MAX = np.finfo(np.float64).max
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _clip(v: float, lo: float, hi: float) -> float:
     """numpy's clip of one value: min(max(v, lo), hi), NaN if any of them is NaN."""
     if np.isnan(v) or np.isnan(lo) or np.isnan(hi):
@@ -32,7 +32,7 @@ def _clip(v: float, lo: float, hi: float) -> float:
     return min(max(v, lo), hi)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def corrupt_candidates(price: np.ndarray, live: np.ndarray, j: int, even: np.ndarray, lo: np.ndarray,
                        mid: np.ndarray, hi: np.ndarray, median0: np.ndarray, pct: float,
                        corrupt_pct: float, eps: float, far: float) -> np.ndarray:
@@ -107,7 +107,7 @@ def corrupt_candidates(price: np.ndarray, live: np.ndarray, j: int, even: np.nda
     return x
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def corrupt_moves(x: np.ndarray, price: np.ndarray, live: np.ndarray, j: int, even: np.ndarray,
                   lo: np.ndarray, mid: np.ndarray, hi: np.ndarray, median0: np.ndarray, base: np.ndarray,
                   weights: np.ndarray, outlier_pct: float, min_sources: int, prev_index: float,

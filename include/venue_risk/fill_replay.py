@@ -16,10 +16,10 @@ import numpy as np
 
 from venue_risk.positions import step
 
-_step = numba.njit(cache=True)(step)
+_step = numba.njit(cache=True, nogil=True)(step)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def replay(taker_key: np.ndarray, maker_key: np.ndarray, delta: np.ndarray, price: np.ndarray,
            size: np.ndarray, entry: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Apply fill i (in array order) to position taker_key[i] with signed change delta[i] and then

@@ -7,6 +7,7 @@ warehouse tables feed which family and which stored metric table serves as whose
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 import duckdb
@@ -71,18 +72,24 @@ def read_inputs(con: duckdb.DuckDBPyConnection, day: dt.date, symbols: list[str]
     (validation.json's `validated`); the day's datasets listed there are read from those files
     (`read_partitions`: the same frames in about the same time, without the warehouse's Arrow
     export holding a second copy: the large venue's busiest symbol group peaks 2.6 GiB lower),
-    the rest and the earlier days from the warehouse."""
+    the rest and the earlier days from the warehouse. The partitions are read in two threads
+    (Polars releases the GIL) while this one reads the warehouse."""
+    from concurrent.futures import ThreadPoolExecutor
+
     where = None
     if symbols is not None:
         where = "symbol IN (" + ", ".join("'" + s.replace("'", "''") + "'" for s in symbols) + ")"
 
     def rows(table: str, on: dt.date) -> pl.DataFrame:
-        if on == day and partitions and partitions.get(table):
-            return read_partitions(partitions[table], table, symbols, READ_COLUMNS.get(table))
         return read_day(con, table, on, where if "symbol" in DATASETS[table].schema else None,
                         columns=READ_COLUMNS.get(table))
 
-    data = {name: rows(name, day) for name in names}
+    files = {name: partitions[name] for name in names if partitions and partitions.get(name)}
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="read-partitions") as pool:
+        read = {name: pool.submit(read_partitions, files[name], name, symbols, READ_COLUMNS.get(name))
+                for name in files}
+        from_warehouse = {name: rows(name, day) for name in names if name not in files}
+        data = {name: read[name].result() if name in read else from_warehouse[name] for name in names}
     data["positions_start"] = rows("positions_eod", day - dt.timedelta(days=1))
     start = dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc)
     data["quarantined_fills"] = quarantined_fills(con, day)
@@ -177,16 +184,70 @@ SYMBOL_INPUTS = ("instruments", "risk_tiers", "trades", "order_events", "liquida
                  "mark_index", "index_components", "positions_eod", "leverage_changes")
 
 
+def index_tables(full: dict[str, pl.DataFrame], coverage: dict[str, dict] | None = None) -> dict[str, pl.DataFrame]:
+    """DESIGN 4.4 index and mark integrity of the symbols in `full` but the single-source
+    sensitivity (`sensitivity_table`): the index recomputed from index_components
+    (venue_risk.index_rule) with each source's status, its gap to the published index, the
+    exclusions, the broken-source counterfactual, the mark basis and the mark lag by volatility
+    bucket."""
+    from venue_risk.metrics import index_integrity as ii
+
+    data = family_inputs(full, coverage, "index")
+    prev = data["prev_index_components"]
+    recomputed, status = ii.recompute_index_and_status(
+        data["index_components"], data["instruments"], data["mark_index"],
+        prev_index_components=prev if prev.height else None)
+    return {
+        "index_gap_summary": ii.index_gap_summary(recomputed),
+        "source_exclusions": ii.source_exclusions(status),
+        "exclusion_windows": ii.exclusion_windows(status),
+        "broken_source_counterfactual": ii.broken_source_counterfactual(
+            data["index_components"], data["instruments"], data["mark_index"], status,
+            positions_eod=data["positions_eod"], risk_tiers=data["risk_tiers"]),
+        "mark_basis": ii.mark_basis(full["mark_index"]),
+        "mark_lag_by_vol_bucket": ii.mark_lag_by_vol_bucket(full["mark_index"], full["trades"]),
+    }
+
+
+def sensitivity_table(full: dict[str, pl.DataFrame], coverage: dict[str, dict] | None = None) -> dict[str, pl.DataFrame]:
+    """DESIGN 4.4 single-source sensitivity of the symbols in `full` (the largest index move one
+    source could cause, venue_risk.metrics.index_integrity.single_source_sensitivity)."""
+    from venue_risk.metrics import index_integrity as ii
+
+    data = family_inputs(full, coverage, "index")
+    return {"single_source_sensitivity": ii.single_source_sensitivity(
+        data["index_components"], data["instruments"], data["mark_index"], data["positions_eod"],
+        data["risk_tiers"])}
+
+
 def symbol_tables(data: dict[str, pl.DataFrame], day: dt.date,
                   coverage: dict[str, dict] | None = None) -> dict[str, pl.DataFrame]:
     """The SYMBOL_TABLES of the symbols in `data` (every frame holding only those symbols'
     rows): DESIGN 4.1/4.2 per liquidation (executions, forced costs) and per symbol (margin
     sensitivity), 4.4 index and mark integrity, 4.6 order-flow violations and the position
     rebuild check (before the day-level exclusions of `combined_tables`), 4.7 per-minute
-    features."""
-    from venue_risk.metrics import anomalies, drift, forced_cost, index_integrity as ii, order_flow, slippage
+    features.
 
-    full = data
+    The single-source sensitivity and the rest of the index family (numpy and compiled loops,
+    which release the GIL) run in two more threads while this one computes the other families
+    (Polars, which releases it too), so on a 2-core machine they overlap. Each reads the frames
+    and returns its own tables: the tables are the same as computed one after the other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="index-family") as pool:
+        index = [pool.submit(job, data, coverage) for job in (sensitivity_table, index_tables)]
+        out = _other_symbol_tables(data, day, coverage)
+        for job in index:
+            out |= job.result()
+    return {name: out[name] for name in SYMBOL_TABLES}
+
+
+def _other_symbol_tables(full: dict[str, pl.DataFrame], day: dt.date,
+                         coverage: dict[str, dict] | None) -> dict[str, pl.DataFrame]:
+    """The SYMBOL_TABLES other than those of `index_tables` and `sensitivity_table` (see
+    symbol_tables)."""
+    from venue_risk.metrics import anomalies, drift, forced_cost, order_flow, slippage
+
     data = family_inputs(full, coverage, "slippage")
     executions = slippage.liquidation_executions(data["liquidations"], data["trades"], data["book_depth"])
     out = {
@@ -197,25 +258,6 @@ def symbol_tables(data: dict[str, pl.DataFrame], day: dt.date,
              for symbol in full["instruments"]["symbol"].sort().to_list()], how="vertical")
         if full["instruments"].height else
         forced_cost.margin_sensitivity(full["risk_tiers"], "").clear(),
-    }
-
-    data = family_inputs(full, coverage, "index")
-    prev = data["prev_index_components"]
-    recomputed, status = ii.recompute_index_and_status(
-        data["index_components"], data["instruments"], data["mark_index"],
-        prev_index_components=prev if prev.height else None)
-    out |= {
-        "index_gap_summary": ii.index_gap_summary(recomputed),
-        "source_exclusions": ii.source_exclusions(status),
-        "exclusion_windows": ii.exclusion_windows(status),
-        "single_source_sensitivity": ii.single_source_sensitivity(
-            data["index_components"], data["instruments"], data["mark_index"], data["positions_eod"],
-            data["risk_tiers"]),
-        "broken_source_counterfactual": ii.broken_source_counterfactual(
-            data["index_components"], data["instruments"], data["mark_index"], status,
-            positions_eod=data["positions_eod"], risk_tiers=data["risk_tiers"]),
-        "mark_basis": ii.mark_basis(full["mark_index"]),
-        "mark_lag_by_vol_bucket": ii.mark_lag_by_vol_bucket(full["mark_index"], full["trades"]),
     }
 
     data = family_inputs(full, coverage, "order_flow")
@@ -397,6 +439,22 @@ def day_tables(data: dict[str, pl.DataFrame], baselines: dict[str, pl.DataFrame]
     return {name: tables[name] for name in METRIC_TABLES}
 
 
+@contextlib.contextmanager
+def loading_kernels():
+    """Load the compiled loops (venue_risk.preload.warm_compiled: numba's start, about 0.7 s in a
+    fresh process, ~0 where they are loaded already) in another thread while the block runs, so
+    reading the inputs and the families that need no compiled loop do not wait for it (a family
+    calling one before it is loaded waits on numba's lock)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from venue_risk.preload import warm_compiled
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-kernels") as pool:
+        kernels = pool.submit(warm_compiled)
+        yield
+        kernels.result()
+
+
 def compute_all(con: duckdb.DuckDBPyConnection, day: dt.date, baseline_days: int,
                 engine_latency_s: float = 1.0, coverage: dict[str, dict] | None = None,
                 partitions: dict[str, list[str]] | None = None) -> dict[str, pl.DataFrame]:
@@ -405,9 +463,10 @@ def compute_all(con: duckdb.DuckDBPyConnection, day: dt.date, baseline_days: int
     time in the cascade model (VENUE_RISK_ENGINE_LATENCY_S). `coverage`: the gate's coverage
     block (None: the source carries everything); a family whose datasets are not covered runs on
     empty inputs (`family_inputs`). `partitions`: the day's validated files (read_inputs)."""
-    data = read_inputs(con, day, partitions=partitions)
-    baselines = read_baselines(con, day, baseline_days)
-    return day_tables(data, baselines, symbol_tables(data, day, coverage), day, engine_latency_s, coverage)
+    with loading_kernels():
+        data = read_inputs(con, day, partitions=partitions)
+        baselines = read_baselines(con, day, baseline_days)
+        return day_tables(data, baselines, symbol_tables(data, day, coverage), day, engine_latency_s, coverage)
 
 
 def compute_symbols(con: duckdb.DuckDBPyConnection, day: dt.date, symbols: list[str],
@@ -415,7 +474,8 @@ def compute_symbols(con: duckdb.DuckDBPyConnection, day: dt.date, symbols: list[
                     partitions: dict[str, list[str]] | None = None) -> dict[str, pl.DataFrame]:
     """The SYMBOL_TABLES of one symbol group (a mapped task of the split path): reads only the
     group's rows of SYMBOL_INPUTS (`partitions`: the day's validated files, read_inputs)."""
-    return symbol_tables(read_inputs(con, day, symbols, SYMBOL_INPUTS, partitions), day, coverage)
+    with loading_kernels():
+        return symbol_tables(read_inputs(con, day, symbols, SYMBOL_INPUTS, partitions), day, coverage)
 
 
 def compute_combined(con: duckdb.DuckDBPyConnection, day: dt.date, parts: list[dict[str, pl.DataFrame]],
