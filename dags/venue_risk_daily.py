@@ -10,7 +10,8 @@ after its day closed (the run Airflow creates when the DAG is unpaused) runs not
 
 Split by symbol (DESIGN 8): the gate and the per-symbol metric families run as mapped tasks,
 one per symbol group (VENUE_RISK_SYMBOL_GROUPS; Celery spreads them over its workers):
-`validate_part` per group (plus one part for the symbol-less datasets), then `validate` rules on
+`validate_part` per group (plus one part for the symbol-less datasets; a day of one group is one
+part), then `validate` rules on
 the day's totals; `compute_symbol_metrics` per group, then `compute_metrics` computes the
 cross-symbol families once on the combined result. Each mapped task writes its own Parquet files
 (temp file + rename) and none writes the warehouse.

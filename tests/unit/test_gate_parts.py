@@ -172,17 +172,31 @@ def test_every_grouping_gives_the_same_gate(exports, tmp_path, name):
     landed = _landed(exports, tmp_path / "landing")
     if corrupt:
         corrupt(landed)
-    runs = {g: _run(landed, tmp_path / f"data-{g}", g, limits, factor) for g in (1, 3)}
-    (one, rows_one, q_one), (three, rows_three, q_three) = runs[1], runs[3]
+    # None: the tiny day packs into one group, so the gate runs it as the whole day's one part
+    runs = {g: _run(landed, tmp_path / f"data-{g}", g, limits, factor) for g in (None, 1, 3)}
+    one, rows_one, q_one = runs[1]
     assert one["status"] == status, [c for c in one["checks"] if c["failed_count"]]
-    assert _comparable(one) == _comparable(three)
-    assert rows_one.keys() == rows_three.keys()
-    for dataset in rows_one:
-        assert_frame_equal(rows_one[dataset], rows_three[dataset])
-    if q_one is not None:
-        assert_frame_equal(q_one, q_three)
+    for other, rows_other, q_other in (runs[3], runs[None]):
+        assert _comparable(one) == _comparable(other)
+        assert rows_one.keys() == rows_other.keys()
+        for dataset in rows_one:
+            assert_frame_equal(rows_one[dataset], rows_other[dataset])
+        if q_one is not None:
+            assert_frame_equal(q_one, q_other)
     if status != "passed":
         assert any(c["failed_count"] for c in one["checks"])
+
+
+def test_a_day_of_one_group_is_one_part(exports, tmp_path):
+    """Symbols that pack into one group: the day is validated as one part holding every row (no
+    venue part validating the reference datasets a second time); a number of groups asked for
+    keeps its groups and the venue part."""
+    landed = _landed(exports, tmp_path / "landing")
+    data = tmp_path / "data"
+    assert gate_parts(DAY, landed, None, data) == [{"part": "day", "symbols": None, "whole_day": True}]
+    assert [p["part"] for p in gate_parts(DAY, landed, 1, data)] == ["g00", "venue"]
+    out = validate_part(DAY, landed, data, gate_parts(DAY, landed, None, data)[0])
+    assert out["rows"] == sum(pl.read_parquet(path).height for path in landed.values())
 
 
 def test_cross_symbol_rows_are_judged_by_the_day(exports, tmp_path):

@@ -204,6 +204,8 @@ def quarantine_dependents(frames: dict[str, pl.DataFrame], bad_rows: dict[str, d
 # -- the parts of a day ----------------------------------------------------------------------------
 
 VENUE = "venue"
+#: The one part of a day whose symbols pack into a single group (gate_parts): every row.
+WHOLE_DAY = "day"
 #: Reference datasets with a symbol column: small, validated and written whole by the venue part
 #: (every part re-validates them to know which symbols the gate removes).
 REFERENCE = ("instruments", "risk_tiers")
@@ -243,10 +245,14 @@ def gate_parts(day: dt.date, landed: dict[str, str], groups: int | None, data_ro
     None} for the datasets without a symbol column, the reference datasets and the rows whose
     symbol is in no group. The groups: `groups` of them round-robin (split.symbol_groups), or
     with `groups` None the symbols packed by their landed rows (split.packed_groups of the
-    facts' `symbol_rows`). JSON-serializable (Airflow XCom). With `data_root`, the day's facts
-    (`day_facts`, for `declared`) are computed here and stored for the parts."""
+    facts' `symbol_rows`); when they pack into one group, the day is one part,
+    {"part": "day", "symbols": None, "whole_day": True}, every row (a second part would only
+    validate the reference datasets again). JSON-serializable (Airflow XCom). With `data_root`,
+    the day's facts (`day_facts`, for `declared`) are computed here and stored for the parts."""
     if groups is None:
         groups_ = packed_groups(day_facts(day, landed, declared, data_root)["symbol_rows"])
+        if len(groups_) <= 1:
+            return [{"part": WHOLE_DAY, "symbols": None, "whole_day": True}]
     else:
         symbols = (day_facts(day, landed, declared, data_root)["symbols"] if data_root is not None
                    else day_symbols(landed))
@@ -388,7 +394,8 @@ def _read_part(dataset: str, path: str, symbols: list[str] | None, grouped: list
     numbers (computed by the reader before the filter). A row belongs to the group of its
     symbol; trades and liquidations rows of a known liquidation_id go by the symbol of that
     liquidation's first row instead, so a liquidation, its duplicates and all its fills are in
-    one part. `symbols` None: the venue part (symbol null or in no group)."""
+    one part. `symbols` None: the venue part (symbol null or in no group: not in `grouped`, the
+    symbols of every group; `grouped` empty for the whole day's one part: every row)."""
     def in_part(symbol: pl.Expr) -> pl.Expr:
         return ((symbol.is_null() | ~symbol.is_in(grouped)) if symbols is None
                 else symbol.is_in(symbols)).fill_null(False)
@@ -507,7 +514,7 @@ def validate_part(day: dt.date, landed: dict[str, str], data_root: Path, part: d
     gx_import_s = time.perf_counter() - started
     data_root = Path(data_root)
     name, symbols = part["part"], part.get("symbols")
-    venue = symbols is None
+    venue = symbols is None  # (the venue part, or the whole day's one part)
     facts = day_facts(day, landed, declared, data_root)
     passed = facts["passed"]
     liquidations = landed.get("liquidations") if "liquidations" in passed else None
@@ -520,7 +527,8 @@ def validate_part(day: dt.date, landed: dict[str, str], data_root: Path, part: d
             own[dataset], row_ids[dataset] = pl.read_parquet(landed[dataset]), None
         elif not whole:
             own[dataset], row_ids[dataset] = _read_part(dataset, landed[dataset], symbols,
-                                                        facts["symbols"], liquidations)
+                                                        [] if part.get("whole_day") else facts["symbols"],
+                                                        liquidations)
     reference = _reference_frames(own, landed, passed)
     # GX on the part's non-empty rows (an empty dataset of the day: once, in the venue part),
     # and, in a group part, on the whole reference datasets the dependent rules need
