@@ -118,7 +118,7 @@ def _day_timeline_axes(ax, rows: list[str]) -> None:
 
 
 def to_svg(fig: Figure) -> str:
-    """The figure as an inline SVG element (no XML prolog/doctype, no metadata: the same chart
+    """The figure as an SVG document (no XML prolog/doctype, no metadata: the same chart
     gives the same bytes), width-responsive."""
     buf = io.StringIO()
     with plt.rc_context(STYLE):
