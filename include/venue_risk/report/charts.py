@@ -630,25 +630,6 @@ def cascade_amplification(series: list[dict], shocks: list[float]) -> str:
     return _safe(build, title)
 
 
-def prefix_ids(svg: str, prefix: str) -> str:
-    """Make every id of one SVG unique in the page: several inline SVGs share one id space, and
-    matplotlib numbers ids per figure (text_1, patch_2, clip paths), so a clip-path reference
-    could otherwise resolve to another chart's element."""
-    ids = set(re.findall(r'\bid="([^"]+)"', svg))
-    if not ids:
-        return svg
-
-    def sub_id(m: re.Match) -> str:
-        return f'{m.group(1)}="{prefix}-{m.group(2)}"' if m.group(2) in ids else m.group(0)
-
-    def sub_ref(m: re.Match) -> str:
-        return f"{m.group(1)}#{prefix}-{m.group(2)}" if m.group(2) in ids else m.group(0)
-
-    svg = re.sub(r'\b(id)="([^"]+)"', sub_id, svg)
-    svg = re.sub(r'(url\(|href=")#([^)"]+)', sub_ref, svg)
-    return svg
-
-
 def sparkline(values: list[float | None], status: str | None = None, width: float = 100.0,
               height: float = 18.0) -> str:
     """A small inline SVG of a figure's recent days (oldest first, today last): a polyline through
@@ -703,7 +684,7 @@ def build_charts(context: dict) -> dict[str, str]:
     """Every chart of the report as {name: svg}, from the report context."""
     series = context.get("series", {})
     p95 = {r["path"]: r.get("slippage_bps_p95") for r in context.get("paths", [])}
-    charts = {
+    return {
         "slippage_distribution": slippage_distribution(series.get("liquidations", []), p95),
         "slippage_by_depth_bin": slippage_by_depth_bin(context.get("slippage_by_depth_bin", [])),
         "buffer_share_vs_leverage": buffer_share_vs_leverage(series.get("forced_costs", [])),
@@ -721,4 +702,3 @@ def build_charts(context: dict) -> dict[str, str]:
             (context.get("bands") or {}).get("cascade_series", []),
             (context.get("bands") or {}).get("cascade_shocks", [2.0, 5.0, 10.0, 20.0])),
     }
-    return {name: prefix_ids(svg, f"c-{name}") for name, svg in charts.items()}
