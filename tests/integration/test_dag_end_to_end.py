@@ -58,6 +58,16 @@ def _run_dag(day: dt.date):
     return dag.test(logical_date=dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc))
 
 
+def _xcom_keys(run_id: str) -> set[str]:
+    """The XCom keys the run's task instances pushed (metadata DB)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        return set(session.scalars(select(XComModel.key).where(XComModel.run_id == run_id)))
+
+
 def _pdf_text(path: Path) -> str:
     return "\n".join(page.extract_text() or "" for page in PdfReader(path).pages)
 
@@ -69,6 +79,8 @@ def test_daily_run_reports_mails_once_and_is_idempotent(airflow_db, venue_home, 
     monkeypatch.setenv("VENUE_RISK_RECIPIENTS", "risk-committee@venue.test,cro@venue.test")
     run = _run_dag(DAY)
     assert run.state == "success"
+    # each task instance pushed its result as one XCom (no key-by-key copies of dict results)
+    assert _xcom_keys(run.run_id) == {"return_value"}
 
     report = venue_home / "reports" / DAY.isoformat()
     pdf = report / f"venue-risk-{DAY.isoformat()}.pdf"
