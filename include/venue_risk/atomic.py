@@ -35,9 +35,13 @@ def write_sorted_parquet_atomic(frame: pl.DataFrame, by: list[str], path: Path,
     atomically without a sorted copy of the frame: the sort permutation first, then the rows
     gathered and written one row group of `rows_per_group` at a time. The file's content equals
     write_parquet_atomic(frame.sort(by, maintain_order=True, nulls_last=True)); on 15.5M order
-    events the peak above the frame is 1.7 GB instead of 4.6 GB."""
+    events the peak above the frame is 1.7 GB instead of 4.6 GB. A frame of at most one row group
+    is sorted and written by Polars at once (its writer compresses on every core: on a demo day's
+    landed datasets 0.64 s instead of 1.43 s)."""
     import pyarrow.parquet as pq
 
+    if frame.height <= rows_per_group:
+        return write_parquet_atomic(frame.sort(by, maintain_order=True, nulls_last=True), path)
     order = frame.select(pl.arg_sort_by(by, maintain_order=True, nulls_last=True).alias("_i"))["_i"]
 
     def write(tmp: Path) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import polars as pl
+import pytest
 
 from venue_risk.atomic import write_parquet_atomic, write_sorted_parquet_atomic
 
 
-def test_sorted_write_equals_sort_then_write_with_nulls_ties_and_row_groups(tmp_path):
+@pytest.mark.parametrize("rows_per_group", [2, 9, 1 << 20])  # in row groups, and at once
+def test_sorted_write_equals_sort_then_write_with_nulls_ties_and_row_groups(tmp_path, rows_per_group):
     frame = pl.DataFrame({
         "ts": [3, 1, None, 2, 1, 3, 2, None, 1],
         "key": ["b", "a", "z", None, "a", "a", "c", "y", None],
@@ -15,7 +17,8 @@ def test_sorted_write_equals_sort_then_write_with_nulls_ties_and_row_groups(tmp_
         "tags": [["x"], [], None, ["y", "z"], ["q"], [], ["r"], ["s"], []],
     })
     expected = frame.sort(["ts", "key"], maintain_order=True, nulls_last=True)
-    path = write_sorted_parquet_atomic(frame, ["ts", "key"], tmp_path / "s.parquet", rows_per_group=2)
+    path = write_sorted_parquet_atomic(frame, ["ts", "key"], tmp_path / "s.parquet",
+                                      rows_per_group=rows_per_group)
     got = pl.read_parquet(path)
     assert got.equals(expected) and got.schema == frame.schema
     assert got["v"].to_list() == [1, 4, 8, 6, 3, 5, 0, 7, 2]
