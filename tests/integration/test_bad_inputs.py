@@ -189,7 +189,15 @@ def test_bad_trade_rows_are_quarantined(case):
     assert json.loads(records["price > 0 and finite"])["price"] < 0
     quarantine = pl.read_parquet(settings.paths.data / "quarantine" / "trades" / f"date={DAY.isoformat()}" / "data.parquet")
     assert set(quarantine["trade_id"].to_list()) == bad_ids and "reason" in quarantine.columns
-    assert (settings.paths.reports / DAY.isoformat() / "gx_results.json").exists()
+    # GX's results beside the report: each expectation that found rows lists all of them (the
+    # second, COMPLETE pass), each one that found none still says how many rows it saw
+    gx = json.loads((settings.paths.reports / DAY.isoformat() / "gx_results.json").read_text())["trades"]
+    found = {e["expectation_config"]["meta"]["name"]: e["result"] for e in gx["results"]
+             if e["result"].get("unexpected_count")}
+    assert set(reasons) <= set(found)
+    assert all(len(r["unexpected_index_list"]) == r["unexpected_count"] for r in found.values())
+    assert all(e["result"]["element_count"] == clean.height for e in gx["results"]
+               if "unexpected_count" in e["result"] and not e["result"]["unexpected_count"])
     # the accounts of the quarantined fills are not rebuilt from the remaining fills (which would
     # show false mismatches and reduce-only violations): they are listed as not compared
     figures = summary["figures"]
