@@ -144,14 +144,14 @@ def main() -> None:
         print(f"  {stage}: {r['wall_s']:.2f} s, {r['peak_rss_mb']:.0f} MB", flush=True)
         rows.append((stage, r))
     print(f"scale {args.scale}, day {args.day} (simulate covers {args.genesis}..{args.day}), home {home}\n")
-    floor = dict(rows)[FLOOR]["wall_s"]
+    floor = (dict(rows).get(FLOOR) or {}).get("wall_s")  # (None when the floor was skipped)
     print("| stage | wall (s) | peak RSS (MB) | rows | rows/s | s per M rows | x floor |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for stage, r in rows:
         n = r.get("rows")
         per = f"{n / r['wall_s']:,.0f} | {r['wall_s'] / n * 1e6:.2f}" if n and r["wall_s"] > 0 else " | "
-        print(f"| {stage} | {r['wall_s']:.2f} | {r['peak_rss_mb']:.0f} | {n or ''} | {per} | "
-              f"{r['wall_s'] / floor:.1f} |")
+        times_floor = f"{r['wall_s'] / floor:.1f}" if floor else ""
+        print(f"| {stage} | {r['wall_s']:.2f} | {r['peak_rss_mb']:.0f} | {n or ''} | {per} | {times_floor} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"scale": args.scale, "day": args.day, "stages": dict(rows)},
                                               indent=1))
