@@ -8,17 +8,15 @@ Every expectation carries `meta = {name, severity, quarantine}`:
 - `warning` with `quarantine=True` is a row-level expectation: the rows GX reports as unexpected
   (`unexpected_index_list`, COMPLETE result format) are moved to the quarantine with the
   expectation's name as the reason; the good rows go on to the warehouse.
-
-Each dataset's suite runs in two passes on the same batch: every expectation with the BASIC
-result format (success, unexpected and element counts, observed values), then the expectations
-that found unexpected rows again with the COMPLETE format, for the full list of those rows. GX's
-cost is mostly per expectation and grows with what the format asks for: a demo day's 348
-expectations took 3.75 s in COMPLETE, 2.34 s in BASIC, and a day where nothing fails needs no
-second pass.
 - `warning` without quarantine flags the report (table-level: volume).
 
-GX runs every expectation (ephemeral context, pandas datasource, one `ValidationDefinition` per
-dataset; the Polars frames are converted with `to_pandas()`). Cross-dataset expectations
+GX runs every expectation (ephemeral context, pandas datasource, one suite per dataset validated
+on its batch; the Polars frames are converted with `to_pandas()`), in two passes on the same
+batch: every expectation with the BASIC result format (success, unexpected and element counts,
+observed values), then the expectations that found unexpected rows again with the COMPLETE
+format, for the full list of those rows. GX's cost is mostly per expectation and grows with what
+the format asks for: a demo day's 348 expectations took 3.75 s in COMPLETE, 2.34 s in BASIC, and
+a day where nothing fails needs no second pass. Cross-dataset expectations
 (referential integrity, mark vs index, funding vs the instrument's cap, per-symbol freshness) run
 on helper columns (prefixed `_dq_`) that Polars derives from the other datasets before the frame
 is handed to GX: GX's pandas datasource validates one frame at a time, and an order-id value set
